@@ -1,0 +1,84 @@
+//! Relay settings from environment variables (all listed in the README).
+
+use std::time::Duration;
+
+use anyhow::bail;
+use shared::config::{AmqpSettings, env_millis, env_or, env_parse};
+
+/// The four service databases on the local server.
+pub const DEFAULT_DATABASE_URLS: &str = "postgres://postgres@127.0.0.1:5432/saga_order,\
+postgres://postgres@127.0.0.1:5432/saga_product,\
+postgres://postgres@127.0.0.1:5432/saga_coupon,\
+postgres://postgres@127.0.0.1:5432/saga_balance";
+
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    /// `RELAY_DATABASE_URLS`: comma-separated service databases to relay from.
+    pub database_urls: Vec<String>,
+    /// `AMQP_URL` and `AMQP_PREFIX`.
+    pub amqp: AmqpSettings,
+    /// `RELAY_BATCH_SIZE`: rows claimed and published per transaction (the confirm window).
+    pub batch_size: i64,
+    /// `RELAY_CLAIMERS`: concurrent claim loops per database, each with its own channel, so one
+    /// batch's database work overlaps another's broker round trip.
+    pub claimers: usize,
+    /// `RELAY_POLL_INTERVAL_MS`: fallback poll when no notification arrives; NOTIFY is the hot
+    /// path, this only catches what a lost notification missed.
+    pub poll_interval: Duration,
+    /// `RELAY_RETENTION_SECS`: how long published rows are kept (for inspection) before cleanup.
+    pub retention: Duration,
+    /// `RELAY_CLEANUP_INTERVAL_MS`: how often cleanup runs.
+    pub cleanup_interval: Duration,
+    /// `RELAY_DB_TIMEOUT_MS`: database connect and pool wait timeout.
+    pub db_timeout: Duration,
+    /// `RELAY_MAX_BACKOFF_MS`: cap of the reconnect backoff after a broker or database failure.
+    pub max_backoff: Duration,
+    /// `OUTBOX_RELAY_CRASH_AFTER_CONFIRM`: test-only fault injection; the process exits right
+    /// after the broker confirmed a batch and before the rows are marked published.
+    pub crash_after_confirm: bool,
+}
+
+impl RelaySettings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let database_urls: Vec<String> = env_or("RELAY_DATABASE_URLS", DEFAULT_DATABASE_URLS)
+            .split(',')
+            .map(|url| url.trim().to_owned())
+            .filter(|url| !url.is_empty())
+            .collect();
+        if database_urls.is_empty() {
+            bail!("RELAY_DATABASE_URLS lists no database");
+        }
+        let settings = Self {
+            database_urls,
+            amqp: AmqpSettings::from_env(),
+            batch_size: env_parse("RELAY_BATCH_SIZE", 500)?,
+            claimers: env_parse("RELAY_CLAIMERS", 2)?,
+            poll_interval: env_millis("RELAY_POLL_INTERVAL_MS", 5_000)?,
+            retention: Duration::from_secs(env_parse("RELAY_RETENTION_SECS", 3_600)?),
+            cleanup_interval: env_millis("RELAY_CLEANUP_INTERVAL_MS", 60_000)?,
+            db_timeout: env_millis("RELAY_DB_TIMEOUT_MS", 5_000)?,
+            max_backoff: env_millis("RELAY_MAX_BACKOFF_MS", 5_000)?,
+            crash_after_confirm: env_parse("OUTBOX_RELAY_CRASH_AFTER_CONFIRM", false)?,
+        };
+        if settings.batch_size < 1 || settings.claimers < 1 {
+            bail!("RELAY_BATCH_SIZE and RELAY_CLAIMERS must be at least 1");
+        }
+        Ok(settings)
+    }
+
+    /// Defaults for `database_urls` and `amqp`, as a test or tool would start it.
+    pub fn new(database_urls: Vec<String>, amqp: AmqpSettings) -> Self {
+        Self {
+            database_urls,
+            amqp,
+            batch_size: 500,
+            claimers: 2,
+            poll_interval: Duration::from_secs(5),
+            retention: Duration::from_secs(3_600),
+            cleanup_interval: Duration::from_secs(60),
+            db_timeout: Duration::from_secs(5),
+            max_backoff: Duration::from_secs(5),
+            crash_after_confirm: false,
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The outbox relay: publishes committed outbox rows to RabbitMQ, losing nothing.
+//!
+//! - [`config`]: settings from the environment.
+//! - [`store`]: the SQL: claim a batch by state with `FOR UPDATE SKIP LOCKED`, mark, clean up.
+//! - [`publisher`]: one confirm-mode channel; a batch is published pipelined.
+//! - [`listener`]: LISTEN/NOTIFY wake-ups, with reconnect and catch-up.
+//! - [`worker`]: the claim → publish → confirm → mark loop for one database.
+//! - [`cleanup`]: deletes published rows past their retention.
+//!
+//! Per configured database the relay runs one listener, `claimers` workers and one cleanup
+//! task. A row is marked published only in the transaction that claimed it and only after the
+//! broker confirmed it; killed at any instant, the claim rolls back and the row is published
+//! again (a duplicate the consumers' inboxes absorb). Several relays on one database claim
+//! disjoint batches thanks to `SKIP LOCKED`.
+
+pub mod cleanup;
+pub mod config;
+pub mod listener;
+pub mod publisher;
+pub mod store;
+pub mod worker;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use shared::config::DatabaseSettings;
+use shared::db::{build_pool, redact};
+use shared::shutdown::Shutdown;
+use tokio::task::JoinSet;
+
+pub use config::RelaySettings;
+
+/// Runs the relay for every configured database until `shutdown`; returns once every task
+/// finished its current batch.
+pub async fn run(settings: RelaySettings, shutdown: Shutdown) -> anyhow::Result<()> {
+    let settings = Arc::new(settings);
+    let mut tasks = JoinSet::new();
+    for url in &settings.database_urls {
+        let (_, name) = shared::db::split_database_url(url)?;
+        let pool = build_pool(&DatabaseSettings {
+            url: url.clone(),
+            pool_size: settings.claimers + 2,
+            pool_timeout: settings.db_timeout,
+        })
+        .with_context(|| format!("pool for {}", redact(url)))?;
+        let target = Arc::new(worker::Target {
+            name,
+            url: url.clone(),
+            pool,
+        });
+        let (wake_tx, wake_rx) = tokio::sync::watch::channel(0u64);
+        tasks.spawn(listener::run(
+            target.clone(),
+            wake_tx,
+            settings.poll_interval,
+            shutdown.clone(),
+        ));
+        for index in 0..settings.claimers {
+            tasks.spawn(worker::run(
+                target.clone(),
+                settings.clone(),
+                index,
+                wake_rx.clone(),
+                shutdown.clone(),
+            ));
+        }
+        tasks.spawn(cleanup::run(
+            target.clone(),
+            settings.clone(),
+            shutdown.clone(),
+        ));
+        tracing::info!(database = %target.name, claimers = settings.claimers, "relaying");
+    }
+    while let Some(finished) = tasks.join_next().await {
+        finished.context("relay task panicked")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! The relay's side of the broker: one connection and one confirm-mode channel per claim loop.
+
+use anyhow::Context;
+use lapin::options::ConfirmSelectOptions;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection};
+use shared::amqp::headers::{self, short};
+use shared::amqp::publish::{Outcome, Outgoing, publish_all};
+use shared::amqp::{Topology, connect};
+
+use crate::store::PendingRow;
+
+pub struct Publisher {
+    connection: Connection,
+    channel: Channel,
+    exchange: String,
+}
+
+impl Publisher {
+    /// Connects, declares the events exchange (so a fresh broker cannot make every publish fail)
+    /// and enables confirms.
+    pub async fn connect(url: &str, topology: &Topology, name: &str) -> anyhow::Result<Self> {
+        let connection = connect(url, name).await?;
+        let channel = connection
+            .create_channel()
+            .await
+            .context("opening channel")?;
+        topology.declare_exchanges(&channel).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .context("enabling publisher confirms")?;
+        Ok(Self {
+            connection,
+            channel,
+            exchange: topology.events_exchange(),
+        })
+    }
+
+    /// Publishes `rows` pipelined; one outcome per row, in order.
+    pub async fn publish(&self, rows: &[PendingRow]) -> Vec<Outcome> {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; rows.len()];
+        let mut outgoing = Vec::with_capacity(rows.len());
+        let mut positions = Vec::with_capacity(rows.len());
+        for (position, row) in rows.iter().enumerate() {
+            match properties(row) {
+                Ok(properties) => {
+                    outgoing.push(Outgoing {
+                        exchange: &self.exchange,
+                        routing_key: &row.routing_key,
+                        body: &row.body,
+                        properties,
+                    });
+                    positions.push(position);
+                }
+                Err(err) => outcomes[position] = Some(Outcome::Rejected(format!("{err:#}"))),
+            }
+        }
+        for (position, outcome) in positions
+            .into_iter()
+            .zip(publish_all(&self.channel, &outgoing).await)
+        {
+            outcomes[position] = Some(outcome);
+        }
+        outcomes
+            .into_iter()
+            .map(|outcome| outcome.unwrap_or_else(|| Outcome::Unknown("not published".into())))
+            .collect()
+    }
+
+    pub async fn close(self) {
+        let _ = self.channel.close(200, "relay stopping".into()).await;
+        let _ = self.connection.close(200, "relay stopping".into()).await;
+    }
+}
+
+/// AMQP properties of a row: message id = event id, type = event type, persistent, content type,
+/// timestamp, and headers with the saga id plus whatever the writer stored (trace context,
+/// causation id).
+pub fn properties(row: &PendingRow) -> anyhow::Result<BasicProperties> {
+    let mut table = FieldTable::default();
+    if let Some(saga_id) = row.saga_id {
+        headers::set_i64(&mut table, headers::SAGA_ID, saga_id);
+    }
+    if let serde_json::Value::Object(extra) = &row.headers {
+        for (key, value) in extra {
+            short(key)?;
+            match value {
+                serde_json::Value::String(text) => headers::set_str(&mut table, key, text),
+                other => headers::set_str(&mut table, key, &other.to_string()),
+            }
+        }
+    }
+    Ok(BasicProperties::default()
+        .with_message_id(short(&row.event_id.to_string())?)
+        .with_type(short(&row.event_type)?)
+        .with_content_type(short(&row.content_type)?)
+        .with_delivery_mode(headers::PERSISTENT)
+        .with_timestamp(u64::try_from(row.created_at.timestamp()).unwrap_or_default())
+        .with_headers(table))
+}

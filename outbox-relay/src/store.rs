@@ -1,0 +1,105 @@
+//! The relay's SQL. Rows are claimed by state (`published_at IS NULL`), never by a remembered
+//! offset: ids are assigned at INSERT but become visible at COMMIT, so an offset skips the rows
+//! of a transaction that committed late (DESIGN.md section 8).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use shared::schema::outbox;
+use uuid::Uuid;
+
+/// An outbox row as the relay needs it.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = outbox)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct PendingRow {
+    pub id: i64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub routing_key: String,
+    pub saga_id: Option<i64>,
+    pub body: Vec<u8>,
+    pub content_type: String,
+    pub headers: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub attempts: i32,
+}
+
+/// Locks up to `limit` unpublished rows that are due, oldest first, skipping rows another relay
+/// holds. Must run inside the transaction that will mark them.
+pub async fn claim(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<PendingRow>> {
+    outbox::table
+        .filter(outbox::published_at.is_null())
+        .filter(
+            outbox::next_attempt_at
+                .is_null()
+                .or(outbox::next_attempt_at.le(diesel::dsl::now)),
+        )
+        .order(outbox::id)
+        .limit(limit)
+        .for_update()
+        .skip_locked()
+        .select(PendingRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// Marks rows the broker confirmed.
+pub async fn mark_published(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    diesel::update(outbox::table.filter(outbox::id.eq_any(ids)))
+        .set(outbox::published_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await
+}
+
+/// Records a failed attempt and when to try again.
+pub async fn mark_failed(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    error: &str,
+    retry_in: Duration,
+) -> QueryResult<usize> {
+    let next = Utc::now() + chrono::Duration::from_std(retry_in).unwrap_or(chrono::Duration::MAX);
+    diesel::update(outbox::table.find(id))
+        .set((
+            outbox::attempts.eq(outbox::attempts + 1),
+            outbox::last_error.eq(error),
+            outbox::next_attempt_at.eq(next),
+        ))
+        .execute(conn)
+        .await
+}
+
+/// Deletes up to `limit` rows published before `cutoff`; returns how many.
+pub async fn delete_published_before(
+    conn: &mut AsyncPgConnection,
+    cutoff: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<usize> {
+    diesel::sql_query(
+        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox \
+         WHERE published_at IS NOT NULL AND published_at < $1 LIMIT $2)",
+    )
+    .bind::<diesel::sql_types::Timestamptz, _>(cutoff)
+    .bind::<BigInt, _>(limit)
+    .execute(conn)
+    .await
+}
+
+/// Unpublished rows and the age of the oldest, for the backlog gauge.
+pub async fn backlog(conn: &mut AsyncPgConnection) -> QueryResult<(i64, Option<DateTime<Utc>>)> {
+    outbox::table
+        .filter(outbox::published_at.is_null())
+        .select((
+            diesel::dsl::count_star(),
+            diesel::dsl::min(outbox::created_at),
+        ))
+        .first(conn)
+        .await
+}

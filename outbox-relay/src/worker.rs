@@ -1,0 +1,187 @@
+//! One claim loop for one database: claim a batch, publish it pipelined, await the confirms,
+//! mark what was confirmed, commit. Repeat while full batches come back, then sleep until a
+//! notification or the fallback poll.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use diesel_async::AsyncConnection;
+use shared::amqp::Topology;
+use shared::amqp::publish::Outcome;
+use shared::backoff::Backoff;
+use shared::db::PgPool;
+use shared::shutdown::Shutdown;
+use tokio::sync::watch;
+
+use crate::config::RelaySettings;
+use crate::publisher::Publisher;
+use crate::store;
+
+/// A database the relay serves.
+pub struct Target {
+    /// The database name, for logs and metric labels.
+    pub name: String,
+    pub url: String,
+    pub pool: PgPool,
+}
+
+/// What one batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BatchReport {
+    pub claimed: usize,
+    pub published: usize,
+    pub rejected: usize,
+    /// Publishes whose fate is unknown because the channel failed: the broker connection is lost.
+    pub unknown: usize,
+}
+
+/// Runs until `shutdown`, reconnecting to the broker and retrying the database with backoff.
+pub async fn run(
+    target: Arc<Target>,
+    settings: Arc<RelaySettings>,
+    index: usize,
+    mut wake: watch::Receiver<u64>,
+    mut shutdown: Shutdown,
+) {
+    let topology = Topology::new(settings.amqp.prefix.clone());
+    let name = format!("outbox-relay {} #{index}", target.name);
+    let mut backoff = Backoff::new(Duration::from_millis(50), settings.max_backoff);
+    let mut publisher: Option<Publisher> = None;
+    while !shutdown.is_triggered() {
+        // Marks everything seen so far: a notification arriving during the drain below
+        // makes `changed()` return at once afterwards, so no wake-up is lost in between.
+        wake.borrow_and_update();
+        let result = match &publisher {
+            Some(active) => drain(&target, &settings, active, &shutdown).await,
+            None => match Publisher::connect(&settings.amqp.url, &topology, &name).await {
+                Ok(connected) => {
+                    tracing::info!(database = %target.name, "relay connected to the broker");
+                    publisher = Some(connected);
+                    continue;
+                }
+                Err(err) => Err(err),
+            },
+        };
+        match result {
+            Ok(Drained::Idle) => backoff.reset(),
+            Ok(Drained::BrokerLost) => {
+                if let Some(lost) = publisher.take() {
+                    lost.close().await;
+                }
+                pause(
+                    &mut backoff,
+                    &mut shutdown,
+                    &target,
+                    "broker connection lost",
+                )
+                .await;
+                continue;
+            }
+            Err(err) => {
+                pause(&mut backoff, &mut shutdown, &target, &format!("{err:#}")).await;
+                continue;
+            }
+        }
+        tokio::select! {
+            _ = wake.changed() => {}
+            _ = tokio::time::sleep(settings.poll_interval) => {}
+            _ = shutdown.wait() => {}
+        }
+    }
+    if let Some(active) = publisher {
+        active.close().await;
+    }
+}
+
+enum Drained {
+    /// The last batch was not full: nothing more is due right now.
+    Idle,
+    BrokerLost,
+}
+
+async fn pause(backoff: &mut Backoff, shutdown: &mut Shutdown, target: &Target, why: &str) {
+    let delay = backoff.next_delay();
+    tracing::warn!(database = %target.name, error = why, ?delay, "relay backing off");
+    metrics::counter!("relay_errors_total", "database" => target.name.clone()).increment(1);
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = shutdown.wait() => {}
+    }
+}
+
+async fn drain(
+    target: &Target,
+    settings: &RelaySettings,
+    publisher: &Publisher,
+    shutdown: &Shutdown,
+) -> anyhow::Result<Drained> {
+    loop {
+        let report = relay_batch(target, settings, publisher).await?;
+        if report.unknown > 0 {
+            return Ok(Drained::BrokerLost);
+        }
+        let full = i64::try_from(report.claimed).unwrap_or(i64::MAX) >= settings.batch_size;
+        if !full || shutdown.is_triggered() {
+            return Ok(Drained::Idle);
+        }
+    }
+}
+
+/// One transaction: claim, publish, confirm, mark.
+pub async fn relay_batch(
+    target: &Target,
+    settings: &RelaySettings,
+    publisher: &Publisher,
+) -> anyhow::Result<BatchReport> {
+    let started = Instant::now();
+    let mut conn = target.pool.get().await?;
+    let report = conn
+        .transaction(async |tx| -> anyhow::Result<BatchReport> {
+            let rows = store::claim(tx, settings.batch_size).await?;
+            if rows.is_empty() {
+                return Ok(BatchReport::default());
+            }
+            let publish_started = Instant::now();
+            let outcomes = publisher.publish(&rows).await;
+            metrics::histogram!("relay_confirm_seconds", "database" => target.name.clone())
+                .record(publish_started.elapsed().as_secs_f64());
+
+            let mut report = BatchReport {
+                claimed: rows.len(),
+                ..BatchReport::default()
+            };
+            let mut confirmed = Vec::with_capacity(rows.len());
+            for (row, outcome) in rows.iter().zip(&outcomes) {
+                match outcome {
+                    Outcome::Confirmed => confirmed.push(row.id),
+                    Outcome::Rejected(reason) => {
+                        report.rejected += 1;
+                        let attempt = u32::try_from(row.attempts).unwrap_or(0);
+                        let retry_in = Duration::from_millis(500)
+                            .saturating_mul(2u32.saturating_pow(attempt.min(10)))
+                            .min(Duration::from_secs(300));
+                        tracing::warn!(database = %target.name, event_id = %row.event_id,
+                            routing_key = %row.routing_key, %reason, ?retry_in, "publish rejected");
+                        store::mark_failed(tx, row.id, reason, retry_in).await?;
+                    }
+                    Outcome::Unknown(_) => report.unknown += 1,
+                }
+            }
+            if settings.crash_after_confirm && !confirmed.is_empty() {
+                tracing::error!("OUTBOX_RELAY_CRASH_AFTER_CONFIRM: exiting before marking");
+                std::process::exit(86);
+            }
+            report.published = store::mark_published(tx, &confirmed).await?;
+            Ok(report)
+        })
+        .await?;
+    if report.claimed > 0 {
+        let database = target.name.clone();
+        metrics::counter!("relay_published_total", "database" => database.clone())
+            .increment(report.published as u64);
+        metrics::histogram!("relay_batch_seconds", "database" => database)
+            .record(started.elapsed().as_secs_f64());
+        tracing::debug!(database = %target.name, ?report, "batch relayed");
+    }
+    Ok(report)
+}

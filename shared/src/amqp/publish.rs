@@ -1,0 +1,98 @@
+//! Confirmed, mandatory publishing: the only way this code base puts a message on the broker.
+//!
+//! Every publish sets `mandatory`, because an unroutable message is otherwise confirmed and
+//! dropped (DESIGN.md section 8); a returned message counts as a failure. A batch is pipelined:
+//! all messages are written first, then all confirms awaited, so a batch costs one round trip.
+
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Channel};
+use lapin::{Confirmation, PublisherConfirm};
+
+use super::headers::short;
+
+/// One message to publish.
+#[derive(Debug, Clone)]
+pub struct Outgoing<'a> {
+    pub exchange: &'a str,
+    pub routing_key: &'a str,
+    pub body: &'a [u8],
+    pub properties: BasicProperties,
+}
+
+/// What the broker said about one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Routed to at least one queue and confirmed: safe to forget.
+    Confirmed,
+    /// The broker refused it (nack), or returned it as unroutable, or the name is invalid.
+    Rejected(String),
+    /// The channel failed before a confirm arrived: the broker may or may not have it.
+    Unknown(String),
+}
+
+impl Outcome {
+    pub fn is_confirmed(&self) -> bool {
+        matches!(self, Self::Confirmed)
+    }
+}
+
+/// Publishes every message pipelined on `channel` (which must be in confirm mode) and returns
+/// one outcome per message, in order.
+pub async fn publish_all(channel: &Channel, messages: &[Outgoing<'_>]) -> Vec<Outcome> {
+    let mut pending: Vec<Result<PublisherConfirm, Outcome>> = Vec::with_capacity(messages.len());
+    for message in messages {
+        pending.push(send(channel, message).await);
+    }
+    let mut outcomes = Vec::with_capacity(pending.len());
+    for sent in pending {
+        outcomes.push(match sent {
+            Ok(confirm) => match confirm.await {
+                Ok(confirmation) => judge(confirmation),
+                Err(err) => Outcome::Unknown(format!("awaiting confirm: {err}")),
+            },
+            Err(outcome) => outcome,
+        });
+    }
+    outcomes
+}
+
+/// Publishes one message and waits for its confirm.
+pub async fn publish_one(channel: &Channel, message: &Outgoing<'_>) -> Outcome {
+    publish_all(channel, std::slice::from_ref(message))
+        .await
+        .pop()
+        .unwrap_or_else(|| Outcome::Unknown("no outcome".into()))
+}
+
+async fn send(channel: &Channel, message: &Outgoing<'_>) -> Result<PublisherConfirm, Outcome> {
+    let exchange = short(message.exchange).map_err(|err| Outcome::Rejected(format!("{err:#}")))?;
+    let routing_key =
+        short(message.routing_key).map_err(|err| Outcome::Rejected(format!("{err:#}")))?;
+    channel
+        .basic_publish(
+            exchange,
+            routing_key,
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            message.body,
+            message.properties.clone(),
+        )
+        .await
+        .map_err(|err| Outcome::Unknown(format!("publishing: {err}")))
+}
+
+fn judge(confirmation: Confirmation) -> Outcome {
+    match confirmation {
+        Confirmation::Ack(None) => Outcome::Confirmed,
+        Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
+            Outcome::Rejected(format!(
+                "returned by the broker: {} {}",
+                returned.reply_code, returned.reply_text
+            ))
+        }
+        Confirmation::Nack(None) => Outcome::Rejected("nacked by the broker".into()),
+        Confirmation::NotRequested => Outcome::Unknown("the channel is not in confirm mode".into()),
+    }
+}

@@ -1,0 +1,102 @@
+//! Typed event handlers and the per-consumer table of them.
+//!
+//! A service's subscriptions read like a table:
+//!
+//! ```ignore
+//! let handlers = Handlers::new()
+//!     .on::<StockProcessed>(UseCoupon)
+//!     .on::<BalanceProcessingFailed>(RestoreCoupon);
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use diesel_async::AsyncPgConnection;
+
+use crate::envelope::{Envelope, SagaEvent};
+use crate::error::HandlerError;
+
+/// Handles one event type. `conn` is inside the transaction that also holds the inbox claim:
+/// write state and enqueue outbox rows on it, never publish and never open another transaction.
+#[async_trait]
+pub trait EventHandler<E: SagaEvent>: Send + Sync + 'static {
+    async fn handle(
+        &self,
+        conn: &mut AsyncPgConnection,
+        envelope: &Envelope,
+        event: E,
+    ) -> Result<(), HandlerError>;
+}
+
+/// The type-erased form the runtime dispatches to: decodes the payload, then calls the typed
+/// handler. A payload that does not decode is a permanent error (dead-lettered at once).
+#[async_trait]
+pub(crate) trait ErasedHandler: Send + Sync {
+    async fn handle(
+        &self,
+        conn: &mut AsyncPgConnection,
+        envelope: &Envelope,
+    ) -> Result<(), HandlerError>;
+}
+
+struct Typed<E, H> {
+    handler: H,
+    _event: std::marker::PhantomData<fn() -> E>,
+}
+
+#[async_trait]
+impl<E: SagaEvent, H: EventHandler<E>> ErasedHandler for Typed<E, H> {
+    async fn handle(
+        &self,
+        conn: &mut AsyncPgConnection,
+        envelope: &Envelope,
+    ) -> Result<(), HandlerError> {
+        let event = envelope.decode::<E>()?;
+        self.handler.handle(conn, envelope, event).await
+    }
+}
+
+/// Event type → handler, plus the routing keys to bind.
+#[derive(Clone, Default)]
+pub struct Handlers {
+    by_type: HashMap<&'static str, Arc<dyn ErasedHandler>>,
+    routing_keys: Vec<String>,
+}
+
+impl std::fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handlers")
+            .field("event_types", &self.by_type.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Handlers {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Routes `E` to `handler` and binds the queue to `E::ROUTING_KEY`.
+    ///
+    /// # Panics
+    /// When `E` already has a handler: that is a wiring bug, caught at startup.
+    pub fn on<E: SagaEvent>(mut self, handler: impl EventHandler<E>) -> Self {
+        let typed = Typed::<E, _> {
+            handler,
+            _event: std::marker::PhantomData,
+        };
+        let previous = self.by_type.insert(E::TYPE, Arc::new(typed));
+        assert!(previous.is_none(), "two handlers for {}", E::TYPE);
+        self.routing_keys.push(E::ROUTING_KEY.to_owned());
+        self
+    }
+
+    pub fn routing_keys(&self) -> &[String] {
+        &self.routing_keys
+    }
+
+    pub(crate) fn get(&self, event_type: &str) -> Option<Arc<dyn ErasedHandler>> {
+        self.by_type.get(event_type).cloned()
+    }
+}

@@ -1,0 +1,131 @@
+//! Database pools and the embedded migrations runner.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use diesel_async::AsyncPgConnection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::config::DatabaseSettings;
+
+pub type PgPool = Pool<AsyncPgConnection>;
+pub type PoolError = diesel_async::pooled_connection::deadpool::PoolError;
+
+/// The outbox and inbox tables, shared by every service database. Services run these first,
+/// then their own migrations (whose versions must sort after these).
+pub const OUTBOX_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/outbox");
+
+/// A pool whose `get()` fails after `pool_timeout` instead of waiting forever when the database
+/// is down or every connection is busy.
+pub fn build_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(settings.url.clone());
+    Pool::builder(manager)
+        .max_size(settings.pool_size)
+        .wait_timeout(Some(settings.pool_timeout))
+        .create_timeout(Some(settings.pool_timeout))
+        .recycle_timeout(Some(settings.pool_timeout))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .context("building the database pool")
+}
+
+/// Runs `migrations` against `url` on a blocking thread (the synchronous migration harness must
+/// not run on an async worker thread).
+pub async fn run_migrations(url: &str, migrations: EmbeddedMigrations) -> anyhow::Result<()> {
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        use diesel::Connection;
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
+            .with_context(|| format!("connecting to {} for migrations", redact(&url)))?;
+        conn.run_pending_migrations(migrations)
+            .map_err(|err| anyhow::anyhow!("running migrations: {err}"))?;
+        Ok(())
+    })
+    .await
+    .context("migration task panicked")?
+}
+
+/// Creates the database named in `url` if it does not exist, connecting to the server's
+/// `postgres` database to do so.
+pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
+    use diesel::sql_types::{Bool, Text};
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+
+    let (server, name) = split_database_url(url)?;
+    let admin_url = format!("{server}/postgres");
+    let mut conn = AsyncPgConnection::establish(&admin_url)
+        .await
+        .with_context(|| format!("connecting to {}", redact(&admin_url)))?;
+
+    #[derive(diesel::QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = Bool)]
+        exists: bool,
+    }
+    let found: Exists =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+            .bind::<Text, _>(&name)
+            .get_result(&mut conn)
+            .await?;
+    if !found.exists {
+        let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        match diesel::sql_query(statement).execute(&mut conn).await {
+            Ok(_) => {}
+            // Another process created it between our check and our CREATE.
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => {}
+            Err(err) => return Err(err).with_context(|| format!("creating database {name}")),
+        }
+    }
+    Ok(())
+}
+
+/// `postgres://u@h:p/name?x` → (`postgres://u@h:p`, `name`).
+pub fn split_database_url(url: &str) -> anyhow::Result<(String, String)> {
+    let without_query = url.split('?').next().unwrap_or(url);
+    let (server, name) = without_query
+        .rsplit_once('/')
+        .filter(|(server, name)| {
+            server.contains("://") && !server.ends_with('/') && !name.is_empty()
+        })
+        .with_context(|| format!("{} names no database", redact(url)))?;
+    Ok((server.to_owned(), name.to_owned()))
+}
+
+/// The URL with any password replaced, for logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A short sleep between connection attempts at startup.
+pub const STARTUP_RETRY_DELAY: Duration = Duration::from_millis(500);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_and_redacts_urls() {
+        let (server, name) =
+            split_database_url("postgres://u:pw@h:5432/orders?sslmode=disable").unwrap();
+        assert_eq!(server, "postgres://u:pw@h:5432");
+        assert_eq!(name, "orders");
+        assert!(split_database_url("postgres://h:5432").is_err());
+        assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

@@ -1,0 +1,122 @@
+//! The wire format of one event.
+//!
+//! The AMQP body is the JSON [`Envelope`]: self-describing, so a dead-lettered copy can be
+//! inspected and replayed without anything else. The AMQP properties and headers mirror its ids
+//! (see [`crate::amqp::headers`]) so that tools can filter without parsing bodies.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// One typed event: a payload struct with a unique type name and the routing key it is
+/// published under.
+pub trait SagaEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// Unique name of the event type (AMQP `type` property, envelope `event_type`).
+    const TYPE: &'static str;
+    /// Routing key on the saga events exchange.
+    const ROUTING_KEY: &'static str;
+    /// Bumped when the payload changes incompatibly.
+    const SCHEMA_VERSION: u32 = 1;
+}
+
+/// The JSON body of every message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Unique per event; the AMQP message id and the inbox key.
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    /// The saga this event belongs to: the order id.
+    pub saga_id: Option<i64>,
+    /// The event whose handling produced this one.
+    #[serde(default)]
+    pub causation_id: Option<Uuid>,
+    pub occurred_at: DateTime<Utc>,
+    /// W3C trace context of the request that started the saga.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    pub payload: serde_json::Value,
+}
+
+impl Envelope {
+    /// A new envelope for `event` with a fresh, time-ordered id.
+    pub fn new<E: SagaEvent>(event: &E, saga_id: Option<i64>) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            event_id: Uuid::now_v7(),
+            event_type: E::TYPE.to_owned(),
+            schema_version: E::SCHEMA_VERSION,
+            saga_id,
+            causation_id: None,
+            occurred_at: Utc::now(),
+            traceparent: None,
+            payload: serde_json::to_value(event)?,
+        })
+    }
+
+    /// The envelope of `event`, emitted while handling `self`: same saga and trace, caused by
+    /// `self`.
+    pub fn follow_up<E: SagaEvent>(&self, event: &E) -> Result<Self, serde_json::Error> {
+        let mut next = Self::new(event, self.saga_id)?;
+        next.causation_id = Some(self.event_id);
+        next.traceparent = self.traceparent.clone();
+        Ok(next)
+    }
+
+    pub fn with_traceparent(mut self, traceparent: Option<String>) -> Self {
+        self.traceparent = traceparent;
+        self
+    }
+
+    /// The payload as the typed event `E`.
+    pub fn decode<E: SagaEvent>(&self) -> Result<E, serde_json::Error> {
+        E::deserialize(&self.payload)
+    }
+
+    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Ping {
+        n: u32,
+    }
+
+    impl SagaEvent for Ping {
+        const TYPE: &'static str = "Ping";
+        const ROUTING_KEY: &'static str = "test.ping";
+    }
+
+    #[test]
+    fn envelope_round_trips_through_bytes() {
+        let envelope = Envelope::new(&Ping { n: 7 }, Some(42))
+            .unwrap()
+            .with_traceparent(Some(
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
+            ));
+        let back = Envelope::from_bytes(&envelope.to_bytes().unwrap()).unwrap();
+        assert_eq!(back, envelope);
+        assert_eq!(back.decode::<Ping>().unwrap(), Ping { n: 7 });
+    }
+
+    #[test]
+    fn follow_up_keeps_saga_and_trace_and_points_at_its_cause() {
+        let first = Envelope::new(&Ping { n: 1 }, Some(9))
+            .unwrap()
+            .with_traceparent(Some("tp".into()));
+        let next = first.follow_up(&Ping { n: 2 }).unwrap();
+        assert_eq!(next.saga_id, Some(9));
+        assert_eq!(next.causation_id, Some(first.event_id));
+        assert_eq!(next.traceparent.as_deref(), Some("tp"));
+        assert_ne!(next.event_id, first.event_id);
+    }
+}

@@ -1,0 +1,28 @@
+//! The messaging core every service and the outbox relay stand on.
+//!
+//! - [`envelope`]: the wire format of one event and the [`envelope::SagaEvent`] trait.
+//! - [`events`]: the typed saga events of the order choreography.
+//! - [`outbox`]: enqueue events inside the caller's transaction (never publish directly).
+//! - [`inbox`]: claim a message id inside the caller's transaction to drop duplicates.
+//! - [`amqp`]: broker connection, the header vocabulary and the queue topology.
+//! - [`consumer`]: the runtime that turns deliveries into handler calls in one transaction.
+//! - [`db`]: connection pools and the embedded migrations runner.
+//! - [`config`]: settings from environment variables with working local defaults.
+//! - [`telemetry`]: tracing setup (the metrics exporter hooks in here later).
+//! - [`shutdown`]: the shutdown signal passed to every long-running loop.
+//! - [`backoff`]: the one exponential backoff used by every retry loop.
+//! - [`error`]: the error policy.
+
+pub mod amqp;
+pub mod backoff;
+pub mod config;
+pub mod consumer;
+pub mod db;
+pub mod envelope;
+pub mod error;
+pub mod events;
+pub mod inbox;
+pub mod outbox;
+pub mod schema;
+pub mod shutdown;
+pub mod telemetry;

@@ -1,0 +1,186 @@
+//! A fresh AMQP name prefix per test, with its queues and exchanges deleted at the end.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection};
+use shared::amqp::{QueueSpec, Topology, connect};
+
+/// The broker: `AMQP_URL`, default the local one.
+pub fn amqp_url() -> String {
+    shared::config::env_or("AMQP_URL", shared::config::DEFAULT_AMQP_URL)
+}
+
+/// One test's corner of the broker.
+pub struct TestAmqp {
+    pub prefix: String,
+    pub topology: Topology,
+    pub url: String,
+    pub connection: Connection,
+    pub channel: Channel,
+    queues: Mutex<Vec<String>>,
+}
+
+impl TestAmqp {
+    /// A new prefix with its exchanges declared.
+    pub async fn new() -> Self {
+        let prefix = format!("t{}", crate::unique_suffix());
+        let url = amqp_url();
+        let connection = connect(&url, &format!("test {prefix}"))
+            .await
+            .expect("RabbitMQ must be reachable at AMQP_URL (see README)");
+        let channel = connection.create_channel().await.expect("channel");
+        let topology = Topology::new(prefix.clone());
+        topology
+            .declare_exchanges(&channel)
+            .await
+            .expect("declare exchanges");
+        Self {
+            prefix,
+            topology,
+            url,
+            connection,
+            channel,
+            queues: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The settings a service under test should use.
+    pub fn settings(&self) -> shared::config::AmqpSettings {
+        shared::config::AmqpSettings {
+            url: self.url.clone(),
+            prefix: self.prefix.clone(),
+        }
+    }
+
+    /// Declares `spec`'s queues now (so messages published before the consumer starts are kept)
+    /// and remembers them for deletion.
+    pub async fn declare(&self, spec: &QueueSpec) {
+        self.topology
+            .declare_queue(&self.channel, spec)
+            .await
+            .expect("declare queue");
+        let mut queues = self.queues.lock().expect("lock");
+        queues.push(self.topology.queue(&spec.consumer));
+        queues.push(self.topology.dead_letter_queue(&spec.consumer));
+        for delay in &spec.retry_delays {
+            queues.push(self.topology.retry_queue(&spec.consumer, *delay));
+        }
+    }
+
+    /// A plain queue bound to the events exchange with `binding` that the test reads itself.
+    pub async fn probe(&self, binding: &str) -> String {
+        let name = format!("{}.probe.{}", self.prefix, crate::unique_suffix());
+        self.channel
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare probe");
+        self.channel
+            .queue_bind(
+                name.as_str().into(),
+                self.topology.events_exchange().as_str().into(),
+                binding.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind probe");
+        self.queues.lock().expect("lock").push(name.clone());
+        name
+    }
+
+    /// Reads (and acks) messages from `queue` until `count` arrived, failing after `deadline`.
+    pub async fn take(&self, queue: &str, count: usize, deadline: Duration) -> Vec<Delivery> {
+        let channel = self.connection.create_channel().await.expect("channel");
+        let mut consumer = channel
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        let mut out = Vec::with_capacity(count);
+        let collect = async {
+            while out.len() < count {
+                let Some(delivery) = consumer.next().await else {
+                    break;
+                };
+                let delivery = delivery.expect("delivery");
+                delivery
+                    .acker
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .expect("ack");
+                out.push(delivery);
+            }
+        };
+        let timed_out = tokio::time::timeout(deadline, collect).await.is_err();
+        let _ = channel.close(200, "done".into()).await;
+        assert!(
+            !timed_out,
+            "timed out after {deadline:?} with {} of {count} messages from {queue}",
+            out.len()
+        );
+        out
+    }
+
+    /// How many messages wait in `queue` (ready, not unacked).
+    pub async fn depth(&self, queue: &str) -> u32 {
+        let channel = self.connection.create_channel().await.expect("channel");
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("passive declare");
+        let _ = channel.close(200, "done".into()).await;
+        declared.message_count()
+    }
+}
+
+impl Drop for TestAmqp {
+    fn drop(&mut self) {
+        let queues = std::mem::take(&mut *self.queues.lock().unwrap_or_else(|e| e.into_inner()));
+        let url = self.url.clone();
+        let topology = self.topology.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async move {
+                let connection = connect(&url, "test cleanup").await.ok()?;
+                let channel = connection.create_channel().await.ok()?;
+                for queue in queues {
+                    let _ = channel
+                        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                        .await;
+                }
+                let _ = topology.delete_exchanges(&channel).await;
+                let _ = connection.close(200, "cleanup".into()).await;
+                Some(())
+            })
+        })
+        .join();
+    }
+}

@@ -1,0 +1,32 @@
+//! Test support shared by every crate's integration tests.
+//!
+//! Each test gets its own freshly migrated PostgreSQL database ([`TestDb`]) and its own AMQP
+//! name prefix ([`TestAmqp`]), both removed when dropped, so tests run in parallel against the
+//! one local server and broker without seeing each other. [`TcpProxy`] sits between a client and
+//! the broker and can cut every connection on command. [`eventually`] waits for a condition
+//! with a deadline instead of sleeping.
+
+mod amqp;
+mod db;
+mod proxy;
+mod wait;
+
+pub use amqp::{TestAmqp, amqp_url};
+pub use db::{TestDb, server_url};
+pub use proxy::TcpProxy;
+pub use wait::{eventually, eventually_async};
+
+/// Logs from the code under test, shown for failing tests (`RUST_LOG` applies).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+/// A short random name part, lowercase alphanumeric.
+pub fn unique_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+}
