@@ -8,6 +8,7 @@
 
 mod amqp;
 mod db;
+pub mod effects;
 mod proxy;
 mod wait;
 
