@@ -76,6 +76,16 @@ pub async fn mark_failed(
         .await
 }
 
+/// When the earliest row that failed and waits for its retry becomes due, if any.
+pub async fn next_retry_at(conn: &mut AsyncPgConnection) -> QueryResult<Option<DateTime<Utc>>> {
+    outbox::table
+        .filter(outbox::published_at.is_null())
+        .filter(outbox::next_attempt_at.gt(diesel::dsl::now))
+        .select(diesel::dsl::min(outbox::next_attempt_at))
+        .first(conn)
+        .await
+}
+
 /// Deletes up to `limit` rows published before `cutoff`; returns how many.
 pub async fn delete_published_before(
     conn: &mut AsyncPgConnection,

@@ -62,8 +62,14 @@ pub async fn run(
                 Err(err) => Err(err),
             },
         };
+        let mut sleep_for = settings.poll_interval;
         match result {
-            Ok(Drained::Idle) => backoff.reset(),
+            Ok(Drained::Idle { retry_due_in }) => {
+                backoff.reset();
+                if let Some(due) = retry_due_in {
+                    sleep_for = sleep_for.min(due);
+                }
+            }
             Ok(Drained::BrokerLost) => {
                 if let Some(lost) = publisher.take() {
                     lost.close().await;
@@ -84,7 +90,7 @@ pub async fn run(
         }
         tokio::select! {
             _ = wake.changed() => {}
-            _ = tokio::time::sleep(settings.poll_interval) => {}
+            _ = tokio::time::sleep(sleep_for) => {}
             _ = shutdown.wait() => {}
         }
     }
@@ -94,8 +100,11 @@ pub async fn run(
 }
 
 enum Drained {
-    /// The last batch was not full: nothing more is due right now.
-    Idle,
+    /// The last batch was not full: nothing more is due right now. Rows that failed are due
+    /// again in `retry_due_in` (no notification will announce them).
+    Idle {
+        retry_due_in: Option<Duration>,
+    },
     BrokerLost,
 }
 
@@ -122,7 +131,11 @@ async fn drain(
         }
         let full = i64::try_from(report.claimed).unwrap_or(i64::MAX) >= settings.batch_size;
         if !full || shutdown.is_triggered() {
-            return Ok(Drained::Idle);
+            let mut conn = target.pool.get().await?;
+            let retry_due_in = store::next_retry_at(&mut conn)
+                .await?
+                .map(|at| (at - chrono::Utc::now()).to_std().unwrap_or_default());
+            return Ok(Drained::Idle { retry_due_in });
         }
     }
 }

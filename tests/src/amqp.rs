@@ -139,6 +139,55 @@ impl TestAmqp {
         out
     }
 
+    /// Reads (and acks) messages from `queue` until every id of `expected` (AMQP message ids) was
+    /// seen, duplicates allowed; returns how many deliveries that took. Fails after `deadline`
+    /// naming how many ids are still missing.
+    pub async fn take_ids(
+        &self,
+        queue: &str,
+        expected: &std::collections::HashSet<String>,
+        deadline: Duration,
+    ) -> usize {
+        let channel = self.connection.create_channel().await.expect("channel");
+        let mut consumer = channel
+            .basic_consume(
+                queue.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("consume");
+        let mut missing = expected.clone();
+        let mut deliveries = 0;
+        let collect = async {
+            while !missing.is_empty() {
+                let Some(delivery) = consumer.next().await else {
+                    break;
+                };
+                let delivery = delivery.expect("delivery");
+                delivery
+                    .acker
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .expect("ack");
+                deliveries += 1;
+                if let Some(id) = delivery.properties.message_id() {
+                    missing.remove(id.as_str());
+                }
+            }
+        };
+        let timed_out = tokio::time::timeout(deadline, collect).await.is_err();
+        let _ = channel.close(200, "done".into()).await;
+        assert!(
+            !timed_out && missing.is_empty(),
+            "after {deadline:?} and {deliveries} deliveries, {} of {} ids never arrived on {queue}",
+            missing.len(),
+            expected.len()
+        );
+        deliveries
+    }
+
     /// How many messages wait in `queue` (ready, not unacked).
     pub async fn depth(&self, queue: &str) -> u32 {
         let channel = self.connection.create_channel().await.expect("channel");
