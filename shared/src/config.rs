@@ -114,8 +114,8 @@ pub struct ConsumerSettings {
     /// dead-lettered (1 = no retry).
     pub max_attempts: u32,
     /// `CONSUMER_RETRY_DELAYS_MS`: the delay before retry 1, 2, ...; attempts beyond the list
-    /// reuse its last delay. Each delay is one retry queue (message TTL), so changing the list
-    /// requires deleting the old retry queues first.
+    /// reuse its last delay. Each delay is one retry queue (message TTL) named after its delay,
+    /// so a changed list declares new queues while the old ones drain.
     pub retry_delays: Vec<Duration>,
 }
 

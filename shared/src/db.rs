@@ -1,7 +1,5 @@
 //! Database pools and the embedded migrations runner.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
@@ -110,9 +108,6 @@ pub fn redact(url: &str) -> String {
         _ => url.to_owned(),
     }
 }
-
-/// A short sleep between connection attempts at startup.
-pub const STARTUP_RETRY_DELAY: Duration = Duration::from_millis(500);
 
 #[cfg(test)]
 mod tests {
