@@ -18,10 +18,15 @@ pub use topology::{QueueSpec, Topology};
 /// Opens one connection named `name` (shown in the broker's connection list).
 pub async fn connect(url: &str, name: &str) -> anyhow::Result<Connection> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    Connection::connect(url, properties)
+    tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties))
         .await
+        .map_err(|_| anyhow::anyhow!("no answer within {CONNECT_TIMEOUT:?}"))
+        .and_then(|connected| connected.map_err(anyhow::Error::from))
         .with_context(|| format!("connecting to the broker as {name}"))
 }
+
+/// A broker that accepts TCP but never answers the handshake must not hang a reconnect loop.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connects, retrying with backoff until it succeeds or shutdown is requested (then `None`).
 pub async fn connect_with_retry(

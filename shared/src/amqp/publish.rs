@@ -4,11 +4,16 @@
 //! dropped (DESIGN.md section 8); a returned message counts as a failure. A batch is pipelined:
 //! all messages are written first, then all confirms awaited, so a batch costs one round trip.
 
+use std::time::Duration;
+
 use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel};
 use lapin::{Confirmation, PublisherConfirm};
 
 use super::headers::short;
+
+/// How long a batch may wait for its confirms before its outcome counts as unknown.
+pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One message to publish.
 #[derive(Debug, Clone)]
@@ -43,12 +48,16 @@ pub async fn publish_all(channel: &Channel, messages: &[Outgoing<'_>]) -> Vec<Ou
     for message in messages {
         pending.push(send(channel, message).await);
     }
+    // A broker that stops confirming (a memory or disk alarm blocks publishers) must not hold
+    // the caller forever: the relay holds row locks and an open transaction meanwhile.
+    let deadline = tokio::time::Instant::now() + CONFIRM_TIMEOUT;
     let mut outcomes = Vec::with_capacity(pending.len());
     for sent in pending {
         outcomes.push(match sent {
-            Ok(confirm) => match confirm.await {
-                Ok(confirmation) => judge(confirmation),
-                Err(err) => Outcome::Unknown(format!("awaiting confirm: {err}")),
+            Ok(confirm) => match tokio::time::timeout_at(deadline, confirm).await {
+                Ok(Ok(confirmation)) => judge(confirmation),
+                Ok(Err(err)) => Outcome::Unknown(format!("awaiting confirm: {err}")),
+                Err(_) => Outcome::Unknown(format!("no confirm within {CONFIRM_TIMEOUT:?}")),
             },
             Err(outcome) => outcome,
         });
