@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The one command that reproduces the relay benchmark: builds the release relay and benchmark,
+# then runs the benchmark, which starts the relay itself. Every knob is an environment variable
+# passed through unchanged (see bench/README.md), e.g.
+#   BENCH_ROWS=20000 RELAY_CLAIMERS=4 bash bench/run-relay.sh
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+cargo build --release -p outbox-relay -p bench
+exec "$root/target/release/relay-bench" "$@"
