@@ -9,6 +9,31 @@ use tokio::process::{Child, Command};
 
 use crate::params::Params;
 
+/// What the relay does with a confirmed row, chosen through its retention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkMode {
+    /// The default: `published_at` is set and cleanup deletes the row after the retention.
+    Mark,
+    /// `RELAY_RETENTION_SECS=0`: the row is deleted in the transaction that confirmed it.
+    Delete,
+}
+
+impl MarkMode {
+    fn retention_secs(self) -> &'static str {
+        match self {
+            Self::Mark => "3600",
+            Self::Delete => "0",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Mark => "mark published",
+            Self::Delete => "delete on confirm",
+        }
+    }
+}
+
 pub struct RelayProcess {
     child: Child,
     pub pid: u32,
@@ -18,7 +43,12 @@ pub struct RelayProcess {
 impl RelayProcess {
     /// Starts the relay on `database_url` under `prefix`; any other `RELAY_*` variable in the
     /// benchmark's environment reaches it unchanged.
-    pub fn spawn(params: &Params, database_url: &str, prefix: &str) -> anyhow::Result<Self> {
+    pub fn spawn(
+        params: &Params,
+        database_url: &str,
+        prefix: &str,
+        mode: MarkMode,
+    ) -> anyhow::Result<Self> {
         if !params.relay_bin.is_file() {
             bail!(
                 "{} not found: build it with `cargo build --release -p outbox-relay` \
@@ -33,6 +63,7 @@ impl RelayProcess {
             .env("AMQP_PREFIX", prefix)
             .env("RELAY_BATCH_SIZE", params.batch_size.to_string())
             .env("RELAY_CLAIMERS", params.claimers.to_string())
+            .env("RELAY_RETENTION_SECS", mode.retention_secs())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             // A failed run must not leave a relay behind.

@@ -24,12 +24,13 @@ mod runs;
 mod workload;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 use crate::infra::{BenchBroker, BenchDb, server_version};
 use crate::params::Params;
+use crate::relay::MarkMode;
 use crate::report::{Machine, Report};
 use crate::runs::Bench;
 
@@ -73,18 +74,27 @@ async fn run(params: &Params, db: &BenchDb, broker: &BenchBroker) -> anyhow::Res
 
     let messages = workload::messages(params.rows)?;
     let rows = Arc::new(runs::ceiling_rows(&messages)?);
+    drop(messages);
     let body_bytes =
         rows.iter().map(|row| row.body.len()).sum::<usize>() as f64 / rows.len() as f64;
 
-    eprintln!("relay-bench: pre-filling {} rows", params.rows);
-    let prefill_started = Instant::now();
-    workload::prefill(db, &messages).await?;
-    let prefill = prefill_started.elapsed();
-    drop(messages);
-
     let bench = Bench::new(params, db, broker).await?;
-    eprintln!("relay-bench: throughput run (relay process)");
-    let relay = bench.throughput(params.rows).await?;
+    // Both ways of retiring a confirmed row, each on a fresh backlog of the same messages.
+    let mut prefill = Duration::ZERO;
+    let mut relays = Vec::new();
+    for mode in [MarkMode::Mark, MarkMode::Delete] {
+        // Fresh event ids each time: the outbox's event_id is unique.
+        let messages = workload::messages(params.rows)?;
+        eprintln!("relay-bench: pre-filling {} rows", params.rows);
+        let prefill_started = Instant::now();
+        workload::prefill(db, &messages).await?;
+        prefill = prefill_started.elapsed();
+        eprintln!(
+            "relay-bench: throughput run (relay process, {})",
+            mode.label()
+        );
+        relays.push(bench.throughput(params.rows, mode).await?);
+    }
 
     // One publisher is the plain baseline; as many as the relay has claimers is the fair
     // comparison, since each claimer keeps its own window in flight.
@@ -110,7 +120,7 @@ async fn run(params: &Params, db: &BenchDb, broker: &BenchBroker) -> anyhow::Res
         machine,
         body_bytes,
         prefill,
-        relay,
+        relays,
         matching_ceiling: ceilings.len() - 1,
         ceilings,
         latency,

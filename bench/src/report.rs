@@ -122,6 +122,14 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+fn ratio(relay: &Transfer, ceiling: &Transfer) -> f64 {
+    if ceiling.rate() > 0.0 {
+        relay.rate() / ceiling.rate()
+    } else {
+        0.0
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Report {
     pub date: String,
@@ -129,7 +137,8 @@ pub struct Report {
     pub machine: Machine,
     pub body_bytes: f64,
     pub prefill: Duration,
-    pub relay: Transfer,
+    /// One throughput run per way of retiring confirmed rows; the first is the default mode.
+    pub relays: Vec<Transfer>,
     pub ceilings: Vec<Transfer>,
     /// The ceiling run with as many publishers as the relay has claimers.
     pub matching_ceiling: usize,
@@ -137,13 +146,9 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn ratio(&self) -> f64 {
-        let ceiling = self.ceilings[self.matching_ceiling].rate();
-        if ceiling > 0.0 {
-            self.relay.rate() / ceiling
-        } else {
-            0.0
-        }
+    /// `relay`'s rate over the ceiling with as many publishers as claimers.
+    pub fn ratio(&self, relay: &Transfer) -> f64 {
+        ratio(relay, &self.ceilings[self.matching_ceiling])
     }
 
     /// The console summary.
@@ -160,7 +165,7 @@ impl Report {
             p.claimers,
             self.prefill.as_secs_f64()
         );
-        for transfer in std::iter::once(&self.relay).chain(&self.ceilings) {
+        for transfer in self.relays.iter().chain(&self.ceilings) {
             let _ = writeln!(
                 out,
                 "{:<34} {:>9.0} msg/s  ({:.2} s; steady {:.0} msg/s; duplicates {})",
@@ -172,12 +177,15 @@ impl Report {
             );
             let _ = writeln!(out, "{:<34} {}", "", cpu_line(&transfer.cpu));
         }
-        let _ = writeln!(
-            out,
-            "relay / {}: {:.0} %",
-            self.ceilings[self.matching_ceiling].label,
-            self.ratio() * 100.0
-        );
+        for relay in &self.relays {
+            let _ = writeln!(
+                out,
+                "{} / {}: {:.0} %",
+                relay.label,
+                self.ceilings[self.matching_ceiling].label,
+                self.ratio(relay) * 100.0
+            );
+        }
         let l = &self.latency;
         let _ = writeln!(
             out,
@@ -208,11 +216,15 @@ impl Report {
             self.date, self.machine.cores, p.rows, p.batch_size, p.claimers
         );
         let _ = writeln!(out, "|---|---|");
-        let _ = writeln!(
-            out,
-            "| Relay throughput (outbox → quorum queue, confirmed) | {:.0} rows/s |",
-            self.relay.rate()
-        );
+        for relay in &self.relays {
+            let _ = writeln!(
+                out,
+                "| Throughput of the {} (outbox → quorum queue, confirmed) | {:.0} rows/s ({:.0} % of the ceiling) |",
+                relay.label,
+                relay.rate(),
+                self.ratio(relay) * 100.0
+            );
+        }
         let _ = writeln!(
             out,
             "| Broker ceiling (same window, {} publisher{}, no database) | {:.0} msg/s |",
@@ -220,7 +232,6 @@ impl Report {
             if p.claimers == 1 { "" } else { "s" },
             ceiling.rate()
         );
-        let _ = writeln!(out, "| Relay / ceiling | {:.0} % |", self.ratio() * 100.0);
         let _ = writeln!(
             out,
             "| Commit → consume latency at {} rows/s, p50 / p99 | {:.1} ms / {:.1} ms |",
@@ -232,7 +243,7 @@ impl Report {
             out,
             "| Relay CPU at full throughput / at {} rows/s | {} / {} of one core |",
             l.offered_rate,
-            relay_percent(&self.relay.cpu),
+            relay_percent(&self.relays[0].cpu),
             relay_percent(&l.cpu)
         );
         out
@@ -321,7 +332,7 @@ impl Report {
             out,
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         );
-        for t in std::iter::once(&self.relay).chain(&self.ceilings) {
+        for t in self.relays.iter().chain(&self.ceilings) {
             let relay_cpu = t
                 .cpu
                 .relay_secs
@@ -343,18 +354,16 @@ impl Report {
             );
         }
         let _ = writeln!(out);
-        for ceiling in &self.ceilings {
-            let ratio = if ceiling.rate() > 0.0 {
-                self.relay.rate() / ceiling.rate()
-            } else {
-                0.0
-            };
-            let _ = writeln!(
-                out,
-                "- Relay / {}: **{:.0} %**",
-                ceiling.label,
-                ratio * 100.0
-            );
+        for relay in &self.relays {
+            for ceiling in &self.ceilings {
+                let _ = writeln!(
+                    out,
+                    "- {} / {}: **{:.0} %**",
+                    relay.label,
+                    ceiling.label,
+                    ratio(relay, ceiling) * 100.0
+                );
+            }
         }
 
         let _ = writeln!(out, "\n## Latency\n");

@@ -14,7 +14,7 @@ use crate::consumer::{BenchConsumer, Tally};
 use crate::cpu::{CpuSample, ticks_per_second};
 use crate::infra::{BenchBroker, BenchDb, unpublished};
 use crate::params::Params;
-use crate::relay::RelayProcess;
+use crate::relay::{MarkMode, RelayProcess};
 use crate::report::{Latency, Transfer, percentile};
 use crate::workload::{self, CommitTimes};
 
@@ -59,14 +59,19 @@ impl<'a> Bench<'a> {
         .await
     }
 
-    fn spawn_relay(&self) -> anyhow::Result<RelayProcess> {
-        RelayProcess::spawn(self.params, &self.db.url, self.broker.topology.prefix())
+    fn spawn_relay(&self, mode: MarkMode) -> anyhow::Result<RelayProcess> {
+        RelayProcess::spawn(
+            self.params,
+            &self.db.url,
+            self.broker.topology.prefix(),
+            mode,
+        )
     }
 
     /// The relay drains `messages`, already committed, into the queue.
-    pub async fn throughput(&self, messages: usize) -> anyhow::Result<Transfer> {
+    pub async fn throughput(&self, messages: usize, mode: MarkMode) -> anyhow::Result<Transfer> {
         let mut consumer = self.consumer(None).await?;
-        let mut relay = self.spawn_relay()?;
+        let mut relay = self.spawn_relay(mode)?;
         let started = relay.started;
         let before = CpuSample::take(Some(relay.pid));
         tokio::select! {
@@ -85,7 +90,7 @@ impl<'a> Bench<'a> {
         relay.stop(STOP_GRACE).await?;
         let tally = consumer.finish().await?;
         transfer(
-            format!("relay, {} claimers", self.params.claimers),
+            format!("relay, {} claimers, {}", self.params.claimers, mode.label()),
             messages,
             started,
             &tally,
@@ -154,7 +159,7 @@ impl<'a> Bench<'a> {
         let warm_up = usize::try_from(p.rate).unwrap_or(usize::MAX).min(1_000);
         let commit_times: CommitTimes = Arc::new(Mutex::new(HashMap::with_capacity(rows)));
         let mut consumer = self.consumer(Some(commit_times.clone())).await?;
-        let mut relay = self.spawn_relay()?;
+        let mut relay = self.spawn_relay(MarkMode::Mark)?;
 
         // Warm-up rows carry no commit time: they absorb relay start-up and connection set-up,
         // and their arrival proves the whole path is live before measuring.

@@ -184,7 +184,11 @@ pub async fn relay_batch(
                 tracing::error!("OUTBOX_RELAY_CRASH_AFTER_CONFIRM: exiting before marking");
                 std::process::exit(86);
             }
-            report.published = store::mark_published(tx, &confirmed).await?;
+            report.published = if settings.retention.is_zero() {
+                store::delete_published(tx, &confirmed).await?
+            } else {
+                store::mark_published(tx, &confirmed).await?
+            };
             Ok(report)
         })
         .await?;

@@ -129,7 +129,10 @@ async fn a_committed_row_is_published_with_its_properties_and_a_rolled_back_row_
         .await;
     assert!(aborted.is_err());
 
-    let relay = InProcessRelay::start(relay_settings(&db, amqp.settings()));
+    // Marking mode keeps published rows, so the table itself shows what the relay saw.
+    let mut settings = relay_settings(&db, amqp.settings());
+    settings.retention = Duration::from_secs(3_600);
+    let relay = InProcessRelay::start(settings);
     let received = amqp.take(&probe, 1, DEADLINE).await;
     let message = &received[0];
     let properties = &message.properties;
@@ -169,7 +172,15 @@ async fn a_committed_row_is_published_with_its_properties_and_a_rolled_back_row_
     assert_eq!(next[0].data, later[0].to_bytes().unwrap());
     wait_until_published(&db).await;
     assert_eq!(amqp.depth(&probe).await, 0);
-    assert_eq!(count(&db, "SELECT count(*) AS count FROM outbox").await, 2);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) AS count FROM outbox WHERE published_at IS NOT NULL"
+        )
+        .await,
+        2,
+        "the two committed rows, marked"
+    );
     relay.stop().await;
 }
 
@@ -394,12 +405,35 @@ async fn published_rows_are_deleted_after_the_retention() {
     let amqp = TestAmqp::new().await;
     let probe = amqp.probe("#").await;
     let mut settings = relay_settings(&db, amqp.settings());
-    settings.retention = Duration::ZERO;
+    settings.retention = Duration::from_millis(1);
     settings.cleanup_interval = Duration::from_millis(100);
     let relay = InProcessRelay::start(settings);
     enqueue_pings(&db, 0, 30).await;
     amqp.take(&probe, 30, DEADLINE).await;
     eventually_async(DEADLINE, "published rows cleaned up", || async {
+        (count(&db, "SELECT count(*) AS count FROM outbox").await == 0).then_some(())
+    })
+    .await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_zero_retention_deletes_rows_in_the_confirming_transaction() {
+    init_tracing();
+    let db = TestDb::new().await;
+    let amqp = TestAmqp::new().await;
+    let probe = amqp.probe("#").await;
+    let mut settings = relay_settings(&db, amqp.settings());
+    settings.retention = Duration::ZERO;
+    settings.cleanup_interval = POLL_NEVER;
+    let relay = InProcessRelay::start(settings);
+    let sent: HashSet<String> = enqueue_pings(&db, 0, 30)
+        .await
+        .into_iter()
+        .map(|e| e.event_id.to_string())
+        .collect();
+    amqp.take_ids(&probe, &sent, DEADLINE).await;
+    eventually_async(DEADLINE, "confirmed rows deleted", || async {
         (count(&db, "SELECT count(*) AS count FROM outbox").await == 0).then_some(())
     })
     .await;
