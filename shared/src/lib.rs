@@ -7,6 +7,10 @@
 //! - [`amqp`]: broker connection, the header vocabulary and the queue topology.
 //! - [`consumer`]: the runtime that turns deliveries into handler calls in one transaction.
 //! - [`db`]: connection pools and the embedded migrations runner.
+//! - [`http`]: the error body, a field-naming JSON extractor, health and readiness, pagination.
+//! - [`money`]: two-decimal amounts that accept strings or numbers and never pass through floats.
+//! - [`notify`]: LISTEN with reconnect, for commit-time wake-ups.
+//! - [`service`]: runs a service's HTTP server and consumers side by side until shutdown.
 //! - [`config`]: settings from environment variables with working local defaults.
 //! - [`telemetry`]: tracing setup (the metrics exporter hooks in here later).
 //! - [`shutdown`]: the shutdown signal passed to every long-running loop.
@@ -21,8 +25,12 @@ pub mod db;
 pub mod envelope;
 pub mod error;
 pub mod events;
+pub mod http;
 pub mod inbox;
+pub mod money;
+pub mod notify;
 pub mod outbox;
 pub mod schema;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;

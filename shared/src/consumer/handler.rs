@@ -29,6 +29,29 @@ pub trait EventHandler<E: SagaEvent>: Send + Sync + 'static {
     ) -> Result<(), HandlerError>;
 }
 
+/// Handles every event type (an event store, an audit log): gets the envelope undecoded.
+#[async_trait]
+pub trait AnyEventHandler: Send + Sync + 'static {
+    async fn handle(
+        &self,
+        conn: &mut AsyncPgConnection,
+        envelope: &Envelope,
+    ) -> Result<(), HandlerError>;
+}
+
+struct Any<H>(H);
+
+#[async_trait]
+impl<H: AnyEventHandler> ErasedHandler for Any<H> {
+    async fn handle(
+        &self,
+        conn: &mut AsyncPgConnection,
+        envelope: &Envelope,
+    ) -> Result<(), HandlerError> {
+        self.0.handle(conn, envelope).await
+    }
+}
+
 /// The type-erased form the runtime dispatches to: decodes the payload, then calls the typed
 /// handler. A payload that does not decode is a permanent error (dead-lettered at once).
 #[async_trait]
@@ -61,6 +84,7 @@ impl<E: SagaEvent, H: EventHandler<E>> ErasedHandler for Typed<E, H> {
 #[derive(Clone, Default)]
 pub struct Handlers {
     by_type: HashMap<&'static str, Arc<dyn ErasedHandler>>,
+    any: Option<Arc<dyn ErasedHandler>>,
     routing_keys: Vec<String>,
 }
 
@@ -92,11 +116,19 @@ impl Handlers {
         self
     }
 
+    /// Routes every event type without a typed handler to `handler` and binds the queue to
+    /// all routing keys (`#`).
+    pub fn on_any(mut self, handler: impl AnyEventHandler) -> Self {
+        self.any = Some(Arc::new(Any(handler)));
+        self.routing_keys.push("#".to_owned());
+        self
+    }
+
     pub fn routing_keys(&self) -> &[String] {
         &self.routing_keys
     }
 
     pub(crate) fn get(&self, event_type: &str) -> Option<Arc<dyn ErasedHandler>> {
-        self.by_type.get(event_type).cloned()
+        self.by_type.get(event_type).or(self.any.as_ref()).cloned()
     }
 }

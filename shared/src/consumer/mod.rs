@@ -15,6 +15,7 @@ pub mod handler;
 mod process;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
@@ -33,7 +34,7 @@ use crate::config::{AmqpSettings, ConsumerSettings};
 use crate::db::PgPool;
 use crate::shutdown::Shutdown;
 
-pub use handler::{EventHandler, Handlers};
+pub use handler::{AnyEventHandler, EventHandler, Handlers};
 
 /// Everything a delivery's processing needs, shared by the in-flight tasks.
 pub(crate) struct Context {
@@ -50,6 +51,7 @@ pub(crate) struct Context {
 pub struct Consumer {
     ctx: Arc<Context>,
     amqp_url: String,
+    connected: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -84,7 +86,13 @@ impl Consumer {
                 settings,
             }),
             amqp_url: amqp.url.clone(),
+            connected: Arc::default(),
         }
+    }
+
+    /// True while a broker session is consuming; readiness probes read it.
+    pub fn connected_flag(&self) -> Arc<AtomicBool> {
+        self.connected.clone()
     }
 
     /// The queue this consumer declares and reads.
@@ -111,6 +119,7 @@ impl Consumer {
                 return Ok(());
             };
             let result = self.session(&connection, &mut shutdown).await;
+            self.connected.store(false, Ordering::SeqCst);
             let _ = connection.close(200, "consumer session over".into()).await;
             match result {
                 Ok(SessionEnd::Shutdown) => {
@@ -167,6 +176,7 @@ impl Consumer {
             .await
             .with_context(|| format!("consuming {}", ctx.queue))?;
         tracing::info!(queue = %ctx.queue, "consuming");
+        self.connected.store(true, Ordering::SeqCst);
 
         let concurrency = ctx.settings.concurrency;
         let slots = Arc::new(Semaphore::new(concurrency));

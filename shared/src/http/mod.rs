@@ -1,0 +1,23 @@
+//! What every service's HTTP layer shares: the error body, a JSON extractor that names the
+//! failing field, health and readiness routes, pagination and binding a listener.
+
+pub mod error;
+pub mod health;
+pub mod json;
+pub mod page;
+
+use std::net::TcpListener;
+
+use anyhow::Context;
+
+pub use error::{ErrorBody, api_error};
+pub use json::{ValidJson, configure_extractors};
+pub use page::Page;
+
+/// Binds `host:port` (port 0 picks a free one) and returns the listener and its real port.
+pub fn bind(host: &str, port: u16) -> anyhow::Result<(TcpListener, u16)> {
+    let listener =
+        TcpListener::bind((host, port)).with_context(|| format!("binding {host}:{port}"))?;
+    let port = listener.local_addr()?.port();
+    Ok((listener, port))
+}
