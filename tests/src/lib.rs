@@ -10,6 +10,7 @@ mod amqp;
 mod db;
 pub mod effects;
 mod proxy;
+pub mod service;
 mod wait;
 
 pub use amqp::{TestAmqp, amqp_url};

@@ -59,3 +59,96 @@ pub fn unavailable(cause: &anyhow::Error) -> HttpResponse {
         None,
     )
 }
+
+/// The error of an HTTP handler. One enum serves every service: they share the same failure
+/// modes and the same body, and four copies would drift.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A value breaks a rule: 422, naming the field.
+    #[error("{field}: {message}")]
+    Validation { field: String, message: String },
+    /// 404.
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    /// A state conflict (used coupon, duplicate issue, non-cancellable order): 409.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// Database unreachable or pool exhausted: 503, retry later.
+    #[error("unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
+    /// Anything else: 500, the cause only in the log.
+    #[error("internal: {0:#}")]
+    Internal(anyhow::Error),
+}
+
+impl ApiError {
+    pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::Validation {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl actix_web::ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Validation { field, message } => api_error(
+                self.status_code(),
+                "validation_failed",
+                format!("{field}: {message}"),
+                Some(field),
+            ),
+            Self::NotFound { what } => api_error(
+                self.status_code(),
+                "not_found",
+                format!("{what} not found"),
+                None,
+            ),
+            Self::Conflict { code, message } => api_error(self.status_code(), code, message, None),
+            Self::Unavailable(cause) => unavailable(cause),
+            Self::Internal(cause) => internal_error(cause),
+        }
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(err: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match err {
+            Error::NotFound => Self::NotFound { what: "resource" },
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+                Self::Unavailable(anyhow::Error::new(err))
+            }
+            // A unique constraint the handler did not anticipate: the request conflicts with
+            // existing data, which is the client's to resolve.
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                Self::conflict("conflict", "the request conflicts with existing data")
+            }
+            other => Self::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl From<crate::db::PoolError> for ApiError {
+    fn from(err: crate::db::PoolError) -> Self {
+        Self::Unavailable(anyhow::Error::new(err).context("database pool"))
+    }
+}

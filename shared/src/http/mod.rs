@@ -10,7 +10,7 @@ use std::net::TcpListener;
 
 use anyhow::Context;
 
-pub use error::{ErrorBody, api_error};
+pub use error::{ApiError, ErrorBody, api_error};
 pub use json::{ValidJson, configure_extractors};
 pub use page::Page;
 

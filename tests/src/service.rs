@@ -1,0 +1,154 @@
+//! Running a service under test: its own database and AMQP prefix, port 0, real HTTP.
+
+use std::time::Duration;
+
+use diesel::sql_types::{BigInt, Bytea, Text};
+use diesel_async::RunQueryDsl;
+use shared::config::{ConsumerSettings, DatabaseSettings};
+use shared::envelope::Envelope;
+use shared::service::{Application, ServiceSettings};
+use shared::shutdown::{Shutdown, ShutdownTrigger};
+use tokio::task::JoinHandle;
+
+use crate::{TestAmqp, TestDb};
+
+/// Settings for service `name` on `db` and `amqp`: port 0, one HTTP worker, fast retries.
+pub fn service_settings(name: &str, db: &TestDb, amqp: &TestAmqp) -> ServiceSettings {
+    ServiceSettings {
+        name: name.to_owned(),
+        host: "127.0.0.1".into(),
+        port: 0,
+        http_workers: 1,
+        database: DatabaseSettings::with_url(db.url.clone()),
+        amqp: amqp.settings(),
+        consumer: ConsumerSettings {
+            prefetch: 32,
+            concurrency: 4,
+            max_attempts: 3,
+            retry_delays: vec![Duration::from_millis(50), Duration::from_millis(200)],
+        },
+    }
+}
+
+/// A service running in the background, reachable at `base_url`.
+pub struct TestApp {
+    pub base_url: String,
+    pub client: reqwest::Client,
+    trigger: ShutdownTrigger,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestApp {
+    pub fn start(app: Application) -> Self {
+        let base_url = format!("http://127.0.0.1:{}", app.port());
+        let (trigger, shutdown) = Shutdown::new();
+        let task = tokio::spawn(app.run(shutdown));
+        Self {
+            base_url,
+            client: reqwest::Client::new(),
+            trigger,
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// `GET path`, returning the status and the JSON body (`Null` if the body is not JSON).
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self.client.get(self.url(path)).send().await.expect("GET");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Waits until `GET /ready` answers 200: database reachable and consumer connected (so its
+    /// queue is declared and events published from now on are routed to it).
+    pub async fn wait_ready(&self) {
+        crate::eventually_async(
+            Duration::from_secs(20),
+            "the service to be ready",
+            || async { (self.get("/ready").await.0 == 200).then_some(()) },
+        )
+        .await;
+    }
+
+    /// Stops the service and waits for it to drain.
+    pub async fn stop(self) {
+        self.trigger.trigger();
+        self.task.await.expect("service task").expect("service run");
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct OutboxEvent {
+    #[diesel(sql_type = Text)]
+    event_type: String,
+    #[diesel(sql_type = Bytea)]
+    body: Vec<u8>,
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+/// The events a service wrote to its outbox, oldest first (none are published in service tests
+/// that run without a relay).
+pub async fn outbox_events(db: &TestDb) -> Vec<Envelope> {
+    let mut conn = db.connect().await;
+    let rows: Vec<OutboxEvent> =
+        diesel::sql_query("SELECT id, event_type, body FROM outbox ORDER BY id")
+            .load(&mut conn)
+            .await
+            .expect("read outbox");
+    rows.into_iter()
+        .map(|row| {
+            let envelope = Envelope::from_bytes(&row.body).expect("outbox body is an envelope");
+            assert_eq!(envelope.event_type, row.event_type, "row {}", row.id);
+            envelope
+        })
+        .collect()
+}
+
+/// Publishes `envelope` to the events exchange under `routing_key`, as the relay would.
+pub async fn publish(amqp: &TestAmqp, envelope: &Envelope, routing_key: &str) {
+    use lapin::BasicProperties;
+    use lapin::options::BasicPublishOptions;
+    use shared::amqp::headers::short;
+    let exchange = amqp.topology.events_exchange();
+    let confirm = amqp
+        .channel
+        .basic_publish(
+            short(&exchange).expect("exchange name"),
+            short(routing_key).expect("routing key"),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            &envelope.to_bytes().expect("envelope bytes"),
+            BasicProperties::default()
+                .with_message_id(short(&envelope.event_id.to_string()).expect("id"))
+                .with_type(short(&envelope.event_type).expect("type"))
+                .with_delivery_mode(shared::amqp::headers::PERSISTENT),
+        )
+        .await
+        .expect("publish");
+    drop(confirm);
+}
