@@ -1,6 +1,8 @@
 //! The balance service, black-box: real HTTP on port 0, its own database, its own AMQP prefix.
 //! Saga steps are driven by publishing events to the exchange and observed in the outbox.
 
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
 use std::str::FromStr;
 use std::time::Duration;
 
