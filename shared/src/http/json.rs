@@ -124,6 +124,36 @@ impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
     }
 }
 
+/// Path and query extractor errors as the same JSON body (actix answers plain text otherwise).
+pub fn configure_extractors(cfg: &mut actix_web::web::ServiceConfig) {
+    use actix_web::web::{PathConfig, QueryConfig};
+    cfg.app_data(PathConfig::default().error_handler(|err, _req| {
+        let message = err.to_string();
+        JsonRejection {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_path",
+            message: format!("invalid path parameter: {message}"),
+            field: None,
+        }
+        .into()
+    }))
+    .app_data(QueryConfig::default().error_handler(|err, _req| {
+        let message = err.to_string();
+        let field = message
+            .split('`')
+            .nth(1)
+            .filter(|_| message.contains("field"))
+            .map(str::to_owned);
+        JsonRejection {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_query",
+            message: format!("invalid query string: {message}"),
+            field,
+        }
+        .into()
+    }));
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;
@@ -157,34 +187,4 @@ mod tests {
         assert_eq!(err.field, None);
         assert_eq!(err.status, StatusCode::BAD_REQUEST);
     }
-}
-
-/// Path and query extractor errors as the same JSON body (actix answers plain text otherwise).
-pub fn configure_extractors(cfg: &mut actix_web::web::ServiceConfig) {
-    use actix_web::web::{PathConfig, QueryConfig};
-    cfg.app_data(PathConfig::default().error_handler(|err, _req| {
-        let message = err.to_string();
-        JsonRejection {
-            status: StatusCode::BAD_REQUEST,
-            code: "invalid_path",
-            message: format!("invalid path parameter: {message}"),
-            field: None,
-        }
-        .into()
-    }))
-    .app_data(QueryConfig::default().error_handler(|err, _req| {
-        let message = err.to_string();
-        let field = message
-            .split('`')
-            .nth(1)
-            .filter(|_| message.contains("field"))
-            .map(str::to_owned);
-        JsonRejection {
-            status: StatusCode::BAD_REQUEST,
-            code: "invalid_query",
-            message: format!("invalid query string: {message}"),
-            field,
-        }
-        .into()
-    }));
 }
