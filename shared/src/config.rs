@@ -54,7 +54,7 @@ pub fn env_millis_list(name: &str, default: &str) -> anyhow::Result<Vec<Duration
 /// How to reach a service database.
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
-    /// `DATABASE_URL`.
+    /// The database URL (each service reads its own `{NAME}_DATABASE_URL`).
     pub url: String,
     /// `DB_POOL_SIZE`: connections in the pool.
     pub pool_size: usize,
@@ -64,9 +64,10 @@ pub struct DatabaseSettings {
 }
 
 impl DatabaseSettings {
-    pub fn from_env(default_url: &str) -> anyhow::Result<Self> {
+    /// `url` with the pool settings from the environment.
+    pub fn from_env(url: String) -> anyhow::Result<Self> {
         Ok(Self {
-            url: env_or("DATABASE_URL", default_url),
+            url,
             pool_size: env_parse("DB_POOL_SIZE", 16)?,
             pool_timeout: env_millis("DB_POOL_TIMEOUT_MS", 5_000)?,
         })

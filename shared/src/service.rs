@@ -6,10 +6,13 @@
 //! free one and [`Application::port`] reports it), and [`Application::run`] serves until the
 //! shutdown signal, then stops the server gracefully and drains the consumers.
 
+use std::future::Future;
+
 use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
 use diesel_migrations::EmbeddedMigrations;
+use futures_util::future::BoxFuture;
 use tokio::task::JoinSet;
 
 use crate::config::{AmqpSettings, ConsumerSettings, DatabaseSettings, env_or, env_parse};
@@ -77,11 +80,15 @@ pub async fn prepare_database(
     build_pool(settings)
 }
 
+/// A background task of a service, started with the shutdown signal it must honour.
+type Task = Box<dyn FnOnce(Shutdown) -> BoxFuture<'static, ()> + Send>;
+
 /// A built service, bound and ready to run.
 pub struct Application {
     port: u16,
     server: Server,
     consumers: Vec<Consumer>,
+    tasks: Vec<Task>,
 }
 
 impl std::fmt::Debug for Application {
@@ -136,7 +143,20 @@ impl Application {
             port,
             server,
             consumers: vec![consumer],
+            tasks: Vec::new(),
         })
+    }
+
+    /// Adds a background task (a LISTEN loop, a timer) that runs next to the server and stops
+    /// on the same shutdown signal.
+    pub fn with_task<F, Fut>(mut self, task: F) -> Self
+    where
+        F: FnOnce(Shutdown) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks
+            .push(Box::new(move |shutdown| Box::pin(task(shutdown))));
+        self
     }
 
     /// The port actually bound.
@@ -146,7 +166,18 @@ impl Application {
 
     /// Serves until `shutdown`.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        run(self.server, self.consumers, shutdown).await
+        let tasks: Vec<_> = self
+            .tasks
+            .into_iter()
+            .map(|task| tokio::spawn(task(shutdown.clone())))
+            .collect();
+        let outcome = run(self.server, self.consumers, shutdown).await;
+        for task in tasks {
+            // Tasks watch the same signal; one that panicked has nothing left to stop.
+            task.abort();
+            let _ = task.await;
+        }
+        outcome
     }
 }
 

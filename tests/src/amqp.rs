@@ -74,6 +74,16 @@ impl TestAmqp {
         }
     }
 
+    /// Remembers the queues a consumer named `consumer` will declare itself, for deletion.
+    pub fn remember_consumer(&self, consumer: &str, retry_delays: &[Duration]) {
+        let mut queues = self.queues.lock().expect("lock");
+        queues.push(self.topology.queue(consumer));
+        queues.push(self.topology.dead_letter_queue(consumer));
+        for delay in retry_delays {
+            queues.push(self.topology.retry_queue(consumer, *delay));
+        }
+    }
+
     /// A plain queue bound to the events exchange with `binding` that the test reads itself.
     pub async fn probe(&self, binding: &str) -> String {
         let name = format!("{}.probe.{}", self.prefix, crate::unique_suffix());

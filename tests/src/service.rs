@@ -13,7 +13,10 @@ use tokio::task::JoinHandle;
 use crate::{TestAmqp, TestDb};
 
 /// Settings for service `name` on `db` and `amqp`: port 0, one HTTP worker, fast retries.
+/// The consumer's queues are remembered for deletion with `amqp`.
 pub fn service_settings(name: &str, db: &TestDb, amqp: &TestAmqp) -> ServiceSettings {
+    let retry_delays = vec![Duration::from_millis(50), Duration::from_millis(200)];
+    amqp.remember_consumer(name, &retry_delays);
     ServiceSettings {
         name: name.to_owned(),
         host: "127.0.0.1".into(),
@@ -25,7 +28,7 @@ pub fn service_settings(name: &str, db: &TestDb, amqp: &TestAmqp) -> ServiceSett
             prefetch: 32,
             concurrency: 4,
             max_attempts: 3,
-            retry_delays: vec![Duration::from_millis(50), Duration::from_millis(200)],
+            retry_delays,
         },
     }
 }

@@ -1,0 +1,39 @@
+//! `sagactl`: operate the saga system.
+//!
+//! - `sagactl up [--seed]`: the whole system in one process against the local PostgreSQL and
+//!   RabbitMQ: the four services, the saga monitor and the outbox relay.
+//! - `sagactl seed`: demo products, a coupon and charged users, through the services' own APIs.
+
+mod seed;
+mod up;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "sagactl", version, about = "Operate the order saga system")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run every service and the relay in this process until Ctrl-C. Databases are created and
+    /// migrated and the broker topology declared on the way up.
+    Up {
+        /// Seed demo data once everything is up.
+        #[arg(long)]
+        seed: bool,
+    },
+    /// Create demo products, a coupon and charged users through the running services.
+    Seed(seed::Targets),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    shared::telemetry::init("sagactl");
+    match Cli::parse().command {
+        Command::Up { seed } => up::run(seed).await,
+        Command::Seed(targets) => seed::run(&targets).await.map(|_| ()),
+    }
+}

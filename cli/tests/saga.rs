@@ -1,0 +1,190 @@
+//! The order saga end to end: five real services on their own databases, the relay, the broker.
+//! Every test checks the outcome, the exact compensation, and that nothing is left behind.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+mod system;
+
+use serde_json::json;
+use system::{ORDER, System};
+
+#[tokio::test]
+async fn an_order_without_a_coupon_completes_and_is_charged_exactly() {
+    let s = System::start().await;
+    let keyboard = s.create_product("keyboard", "89.90", 10).await;
+    let cable = s.create_product("cable", "9.99", 10).await;
+    s.charge(1, "500.00").await;
+
+    let id = s.place(1, &[(keyboard, 2), (cable, 3)], None).await;
+    let order = s.wait_terminal(id).await;
+
+    assert_eq!(order["status"], "COMPLETED", "{order}");
+    assert_eq!(order["total_amount"], "209.77");
+    assert_eq!(order["discount_amount"], "0.00");
+    assert_eq!(order["paid_amount"], "209.77");
+    assert_eq!(order["items"][0]["unit_price"], "89.90");
+    assert_eq!(s.stock(keyboard).await, 8);
+    assert_eq!(s.stock(cable).await, 7);
+    assert_eq!(s.balance(1).await, "290.23");
+    s.assert_settled().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn an_order_with_a_coupon_pays_the_total_minus_the_discount() {
+    let s = System::start().await;
+    let monitor = s.create_product("monitor", "249.00", 5).await;
+    s.charge(2, "1000.00").await;
+    let coupon = s.coupon_for(2, "PERCENT", "10").await;
+
+    let id = s.place(2, &[(monitor, 2)], Some(coupon)).await;
+    let order = s.wait_terminal(id).await;
+
+    assert_eq!(order["status"], "COMPLETED", "{order}");
+    assert_eq!(order["total_amount"], "498.00");
+    assert_eq!(order["discount_amount"], "49.80");
+    assert_eq!(order["paid_amount"], "448.20", "paid = total - discount");
+    assert_eq!(s.balance(2).await, "551.80");
+    let used = s.user_coupon(coupon).await;
+    assert_eq!(
+        (used["status"].as_str(), used["order_id"].as_i64()),
+        (Some("USED"), Some(id))
+    );
+    assert_eq!(s.stock(monitor).await, 3);
+    s.assert_settled().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn not_enough_stock_fails_without_touching_anything() {
+    let s = System::start().await;
+    let stand = s.create_product("stand", "39.50", 1).await;
+    let cable = s.create_product("cable", "9.99", 10).await;
+    s.charge(3, "500.00").await;
+    let coupon = s.coupon_for(3, "FIXED", "5").await;
+
+    let id = s.place(3, &[(cable, 1), (stand, 2)], Some(coupon)).await;
+    let order = s.wait_terminal(id).await;
+
+    assert_eq!(order["status"], "FAILED", "{order}");
+    assert_eq!(order["failure_code"], "insufficient_stock");
+    assert!(
+        order["failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains(&stand.to_string()),
+        "{order}"
+    );
+    assert_eq!((s.stock(stand).await, s.stock(cable).await), (1, 10));
+    assert_eq!(s.balance(3).await, "500.00");
+    assert_eq!(s.user_coupon(coupon).await["status"], "AVAILABLE");
+    s.assert_settled().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_coupon_fails_and_the_reserved_stock_comes_back() {
+    let s = System::start().await;
+    let cable = s.create_product("cable", "9.99", 10).await;
+    s.charge(4, "500.00").await;
+    s.charge(5, "500.00").await;
+    let foreign = s.coupon_for(5, "FIXED", "5").await;
+    let mine = s.coupon_for(4, "FIXED", "5").await;
+
+    // Unknown, someone else's, and already used.
+    let unknown = s.place(4, &[(cable, 1)], Some(999_999)).await;
+    let stolen = s.place(4, &[(cable, 2)], Some(foreign)).await;
+    let first = s.place(4, &[(cable, 1)], Some(mine)).await;
+    assert_eq!(s.wait_terminal(first).await["status"], "COMPLETED");
+    let reused = s.place(4, &[(cable, 3)], Some(mine)).await;
+
+    for (id, code) in [
+        (unknown, "coupon_not_found"),
+        (stolen, "coupon_not_owned"),
+        (reused, "coupon_already_used"),
+    ] {
+        let order = s.wait_terminal(id).await;
+        assert_eq!(
+            (order["status"].as_str(), order["failure_code"].as_str()),
+            (Some("FAILED"), Some(code)),
+            "{order}"
+        );
+    }
+    assert_eq!(
+        s.stock(cable).await,
+        9,
+        "only the completed order holds stock"
+    );
+    assert_eq!(
+        s.balance(4).await,
+        "495.01",
+        "only the completed order was paid: 9.99 - 5.00"
+    );
+    assert_eq!(s.user_coupon(foreign).await["status"], "AVAILABLE");
+    assert_eq!(s.user_coupon(mine).await["order_id"].as_i64(), Some(first));
+    s.assert_settled().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn not_enough_balance_fails_and_coupon_and_stock_are_restored() {
+    let s = System::start().await;
+    let monitor = s.create_product("monitor", "249.00", 5).await;
+    s.charge(6, "100.00").await;
+    let coupon = s.coupon_for(6, "FIXED", "20").await;
+
+    let id = s.place(6, &[(monitor, 1)], Some(coupon)).await;
+    let order = s.wait_terminal(id).await;
+
+    assert_eq!(order["status"], "FAILED", "{order}");
+    assert_eq!(order["failure_code"], "insufficient_balance");
+    assert_eq!(s.stock(monitor).await, 5);
+    assert_eq!(s.balance(6).await, "100.00");
+    let coupon = s.user_coupon(coupon).await;
+    assert_eq!(
+        (coupon["status"].as_str(), coupon["order_id"].as_i64()),
+        (Some("AVAILABLE"), None)
+    );
+    s.assert_settled().await;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn cancelling_a_completed_order_refunds_restores_and_ends_cancelled() {
+    let s = System::start().await;
+    let keyboard = s.create_product("keyboard", "89.90", 10).await;
+    s.charge(7, "300.00").await;
+    let coupon = s.coupon_for(7, "FIXED", "10").await;
+    let id = s.place(7, &[(keyboard, 2)], Some(coupon)).await;
+    assert_eq!(s.wait_terminal(id).await["status"], "COMPLETED");
+    assert_eq!(s.balance(7).await, "130.20");
+
+    let (status, body) = s
+        .app(ORDER)
+        .post(&format!("/orders/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (202, Some("CANCELLING")),
+        "{body}"
+    );
+    let (status, body) = s
+        .app(ORDER)
+        .post(&format!("/orders/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("not_cancellable")),
+        "{body}"
+    );
+
+    let order = s.wait_terminal(id).await;
+    assert_eq!(order["status"], "CANCELLED", "{order}");
+    assert_eq!(s.balance(7).await, "300.00");
+    assert_eq!(s.stock(keyboard).await, 10);
+    assert_eq!(s.user_coupon(coupon).await["status"], "AVAILABLE");
+    let (status, _) = s.app(ORDER).post("/orders/999999/cancel", &json!({})).await;
+    assert_eq!(status, 404);
+    s.assert_settled().await;
+    s.stop().await;
+}

@@ -1,0 +1,252 @@
+//! The coupon steps of the order saga.
+//!
+//! - `StockProcessed` → use the order's coupon if it is the user's, unused and unexpired →
+//!   `CouponProcessed` with the discount, else `CouponFailed` (a business outcome, not an error:
+//!   it drives compensation). An order without a coupon passes through with no discount.
+//! - `BalanceProcessingFailed` (payment refused) and `PaymentRefunded` (order cancelled) → give
+//!   back the coupon this order used, if any → `CouponRestored`, so stock is restored next.
+//!
+//! Both are idempotent per order through the usage ledger's unique (order, kind), below the
+//! inbox that already drops redelivered messages.
+
+use async_trait::async_trait;
+use diesel_async::AsyncPgConnection;
+use rust_decimal::{Decimal, RoundingStrategy};
+use shared::consumer::{EventHandler, Handlers};
+use shared::envelope::Envelope;
+use shared::error::HandlerError;
+use shared::events::{
+    BalanceProcessingFailed, CouponFailed, CouponProcessed, CouponRestored, FailureReason,
+    OrderCommand, PaymentRefunded, PricedItem, StockProcessed,
+};
+use shared::money;
+use shared::outbox::enqueue_event;
+
+use crate::repo::{self, Held};
+
+pub fn handlers() -> Handlers {
+    Handlers::new()
+        .on::<StockProcessed>(UseCoupon)
+        .on::<BalanceProcessingFailed>(RestoreCoupon)
+        .on::<PaymentRefunded>(RestoreCoupon)
+}
+
+/// What coupon terms take off `total`: a FIXED value or a PERCENT of it rounded half away from
+/// zero to the cent (not to even: 0.025 is 0.03), never more than `total`. `None` for a type
+/// this code does not know.
+pub fn discount(discount_type: &str, value: Decimal, total: Decimal) -> Option<Decimal> {
+    let raw = match discount_type {
+        repo::FIXED => value,
+        repo::PERCENT => (total * value / Decimal::ONE_HUNDRED)
+            .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero),
+        _ => return None,
+    };
+    Some(money::normalize(raw.min(total)))
+}
+
+/// Why `held` cannot pay for an order of `user_id`, if it cannot.
+fn refusal(held: &Held, user_id: i64) -> Option<FailureReason> {
+    let id = held.user_coupon.id;
+    if held.user_coupon.user_id != user_id {
+        return Some(FailureReason::new(
+            "coupon_not_owned",
+            format!("user coupon {id} belongs to another user"),
+        ));
+    }
+    if held.user_coupon.status != repo::AVAILABLE {
+        return Some(FailureReason::new(
+            "coupon_already_used",
+            format!("user coupon {id} was used by another order"),
+        ));
+    }
+    if held.expired {
+        let at = held.terms.expires_at.map(|at| at.to_rfc3339());
+        return Some(FailureReason::new(
+            "coupon_expired",
+            format!("user coupon {id} expired at {}", at.unwrap_or_default()),
+        ));
+    }
+    None
+}
+
+struct UseCoupon;
+
+#[async_trait]
+impl EventHandler<StockProcessed> for UseCoupon {
+    async fn handle(
+        &self,
+        conn: &mut AsyncPgConnection,
+        envelope: &Envelope,
+        event: StockProcessed,
+    ) -> Result<(), HandlerError> {
+        let order_id = event.command.order_id;
+        let total = money::validate(event.total_amount)
+            .map_err(|err| HandlerError::permanent(anyhow::anyhow!("total_amount {err}")))?;
+        let Some(user_coupon_id) = event.command.user_coupon_id else {
+            return processed(conn, envelope, event, total, Decimal::ZERO).await;
+        };
+        let held = repo::lock_for_order(conn, user_coupon_id).await?;
+        // Checked under the lock, so that a concurrent message for this step that committed
+        // first is seen here: its outcome was emitted then.
+        if repo::usage(conn, order_id, repo::USE).await?.is_some() {
+            return Ok(());
+        }
+        let Some(held) = held else {
+            let reason = FailureReason::new(
+                "coupon_not_found",
+                format!("user coupon {user_coupon_id} does not exist"),
+            );
+            return failed(conn, envelope, event, total, reason).await;
+        };
+        if let Some(reason) = refusal(&held, event.command.user_id) {
+            return failed(conn, envelope, event, total, reason).await;
+        }
+        let terms = &held.terms;
+        let discount =
+            discount(&terms.discount_type, terms.discount_value, total).ok_or_else(|| {
+                HandlerError::permanent(anyhow::anyhow!("discount type {}", terms.discount_type))
+            })?;
+        // Cannot fail under the lock taken above; the condition states the invariant anyway.
+        if !repo::mark_used(conn, user_coupon_id, order_id).await? {
+            return Err(HandlerError::transient(anyhow::anyhow!(
+                "user coupon {user_coupon_id} changed under its lock"
+            )));
+        }
+        repo::record_usage(conn, user_coupon_id, order_id, repo::USE, discount).await?;
+        processed(conn, envelope, event, total, discount).await
+    }
+}
+
+async fn processed(
+    conn: &mut AsyncPgConnection,
+    envelope: &Envelope,
+    event: StockProcessed,
+    total: Decimal,
+    discount: Decimal,
+) -> Result<(), HandlerError> {
+    let next = CouponProcessed {
+        command: event.command,
+        items: event.items,
+        total_amount: total,
+        discount_amount: money::normalize(discount),
+        amount_to_pay: money::normalize(total - discount),
+    };
+    enqueue_event::<CouponProcessed>(conn, envelope.follow_up(&next)?).await?;
+    Ok(())
+}
+
+async fn failed(
+    conn: &mut AsyncPgConnection,
+    envelope: &Envelope,
+    event: StockProcessed,
+    total: Decimal,
+    reason: FailureReason,
+) -> Result<(), HandlerError> {
+    let next = CouponFailed {
+        command: event.command,
+        items: event.items,
+        total_amount: total,
+        reason,
+    };
+    enqueue_event::<CouponFailed>(conn, envelope.follow_up(&next)?).await?;
+    Ok(())
+}
+
+struct RestoreCoupon;
+
+#[async_trait]
+impl EventHandler<BalanceProcessingFailed> for RestoreCoupon {
+    async fn handle(
+        &self,
+        conn: &mut AsyncPgConnection,
+        envelope: &Envelope,
+        event: BalanceProcessingFailed,
+    ) -> Result<(), HandlerError> {
+        restore(conn, envelope, event.command, event.items, event.reason).await
+    }
+}
+
+#[async_trait]
+impl EventHandler<PaymentRefunded> for RestoreCoupon {
+    async fn handle(
+        &self,
+        conn: &mut AsyncPgConnection,
+        envelope: &Envelope,
+        event: PaymentRefunded,
+    ) -> Result<(), HandlerError> {
+        restore(conn, envelope, event.command, event.items, event.reason).await
+    }
+}
+
+/// Gives back exactly the coupon this order used (the ledger says which, whatever the command
+/// claims), then reports it, also when the order used none, so that the compensation goes on.
+async fn restore(
+    conn: &mut AsyncPgConnection,
+    envelope: &Envelope,
+    command: OrderCommand,
+    items: Vec<PricedItem>,
+    reason: FailureReason,
+) -> Result<(), HandlerError> {
+    let order_id = command.order_id;
+    if repo::usage(conn, order_id, repo::RESTORE).await?.is_some() {
+        // Restored and reported by an earlier message.
+        return Ok(());
+    }
+    if let Some(used) = repo::usage(conn, order_id, repo::USE).await? {
+        if !repo::release(conn, used.user_coupon_id, order_id).await? {
+            // Nothing in this service makes a used coupon leave its order but this step.
+            tracing::warn!(
+                order_id,
+                user_coupon_id = used.user_coupon_id,
+                "the coupon this order used was no longer held by it"
+            );
+        }
+        // A concurrent restoration of this order fails here on the unique (order, kind), rolls
+        // back and is retried, then finds this row and does nothing.
+        repo::record_usage(
+            conn,
+            used.user_coupon_id,
+            order_id,
+            repo::RESTORE,
+            used.discount_amount,
+        )
+        .await?;
+    }
+    let next = CouponRestored {
+        command,
+        items,
+        reason,
+    };
+    enqueue_event::<CouponRestored>(conn, envelope.follow_up(&next)?).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use super::*;
+
+    fn money(text: &str) -> Decimal {
+        Decimal::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn discounts_round_half_away_from_zero_and_never_exceed_the_total() {
+        let cases = [
+            (repo::FIXED, "50.00", "120.00", "50.00"),
+            (repo::FIXED, "500", "120.00", "120.00"),
+            (repo::PERCENT, "15", "99.99", "15.00"),
+            // Midpoints: banker's rounding would give 0.02 and 0.12.
+            (repo::PERCENT, "10", "0.25", "0.03"),
+            (repo::PERCENT, "50", "0.25", "0.13"),
+            (repo::PERCENT, "100", "0.01", "0.01"),
+            (repo::PERCENT, "1", "0.49", "0.00"),
+        ];
+        for (kind, value, total, expected) in cases {
+            let got = discount(kind, money(value), money(total)).unwrap();
+            assert_eq!(got.to_string(), expected, "{kind} {value} of {total}");
+        }
+        assert_eq!(discount("BOGUS", Decimal::ONE, Decimal::ONE), None);
+    }
+}

@@ -1,0 +1,26 @@
+//! The saga monitor: every saga event, recorded once, in an append-only event store.
+//!
+//! - [`store`]: the catch-all consumer that appends each event, and the timeline query.
+//! - [`routes`]: `GET /sagas/{order_id}`, the ordered timeline of one saga.
+
+pub mod routes;
+pub mod store;
+
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use shared::consumer::Handlers;
+use shared::service::{Application, ServiceSettings, prepare_database};
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/monitor");
+pub const NAME: &str = "monitor";
+pub const DEFAULT_PORT: u16 = 8085;
+
+/// Prepares the database and binds the service.
+pub async fn build(settings: &ServiceSettings) -> anyhow::Result<Application> {
+    let pool = prepare_database(&settings.database, MIGRATIONS).await?;
+    Application::build(
+        settings,
+        pool,
+        Handlers::new().on_any(store::Record),
+        routes::configure,
+    )
+}

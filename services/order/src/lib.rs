@@ -1,0 +1,43 @@
+//! The order service: accepts orders, starts their sagas, records how each one ends.
+//!
+//! - [`routes`]: `POST /orders`, `GET /orders/{id}` (with the `wait_ms` long poll),
+//!   `GET /orders?user_id=`, `POST /orders/{id}/cancel`.
+//! - [`domain`]: the order request and its validation, statuses.
+//! - [`saga`]: the order's side of the choreography: completion, failure, cancellation.
+//! - [`waiters`]: long-poll waiters, woken through LISTEN/NOTIFY so that a status change made
+//!   by any instance wakes a waiter on every instance.
+//! - [`repo`]: the SQL, on a caller's connection.
+//! - [`schema`]: diesel tables (see `migrations/order` for the why).
+
+pub mod domain;
+pub mod repo;
+pub mod routes;
+pub mod saga;
+pub mod schema;
+pub mod waiters;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use shared::service::{Application, ServiceSettings, prepare_database};
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/order");
+pub const NAME: &str = "order";
+pub const DEFAULT_PORT: u16 = 8081;
+
+/// Prepares the database and binds the service, with its status listener.
+pub async fn build(settings: &ServiceSettings) -> anyhow::Result<Application> {
+    let pool = prepare_database(&settings.database, MIGRATIONS).await?;
+    let waiters = Arc::new(waiters::Waiters::default());
+    let routes = {
+        let waiters = waiters.clone();
+        move |cfg: &mut actix_web::web::ServiceConfig| routes::configure(cfg, waiters.clone())
+    };
+    let url = settings.database.url.clone();
+    Ok(
+        Application::build(settings, pool, saga::handlers(), routes)?.with_task(move |shutdown| {
+            waiters::listen(waiters, url, Duration::from_secs(30), shutdown)
+        }),
+    )
+}

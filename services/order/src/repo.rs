@@ -1,0 +1,207 @@
+//! Order SQL, on the caller's connection so that a state change and its outbox rows share one
+//! transaction. Status changes are conditional (`WHERE status = expected`): a saga step applies
+//! only to an order in the state it expects, so a late or repeated event changes nothing.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+use shared::events::{FailureReason, PricedItem};
+
+use crate::domain::{NewOrder, PENDING};
+use crate::schema::{order_items, orders};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = orders)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct OrderRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub status: String,
+    pub user_coupon_id: Option<i64>,
+    pub total_amount: Option<Decimal>,
+    pub discount_amount: Option<Decimal>,
+    pub paid_amount: Option<Decimal>,
+    pub failure_code: Option<String>,
+    pub failure_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = order_items)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct ItemRow {
+    pub order_id: i64,
+    pub product_id: i64,
+    pub quantity: i32,
+    pub unit_price: Option<Decimal>,
+}
+
+/// Inserts a PENDING order and its lines; returns its id.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    order: &NewOrder,
+    idempotency: Option<(&str, &str)>,
+) -> QueryResult<i64> {
+    let id: i64 = diesel::insert_into(orders::table)
+        .values((
+            orders::user_id.eq(order.user_id),
+            orders::status.eq(PENDING),
+            orders::user_coupon_id.eq(order.user_coupon_id),
+            orders::idempotency_key.eq(idempotency.map(|(key, _)| key)),
+            orders::request.eq(idempotency.map(|(_, request)| request)),
+        ))
+        .returning(orders::id)
+        .get_result(conn)
+        .await?;
+    let lines: Vec<_> = order
+        .items
+        .iter()
+        .map(|line| {
+            (
+                order_items::order_id.eq(id),
+                order_items::product_id.eq(line.product_id),
+                order_items::quantity.eq(line.quantity),
+            )
+        })
+        .collect();
+    diesel::insert_into(order_items::table)
+        .values(&lines)
+        .execute(conn)
+        .await?;
+    Ok(id)
+}
+
+/// The order a user created with `key`: its id, the request it stood for, its status.
+pub async fn find_by_key(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    key: &str,
+) -> QueryResult<Option<(i64, Option<String>, String)>> {
+    orders::table
+        .filter(orders::user_id.eq(user_id))
+        .filter(orders::idempotency_key.eq(key))
+        .select((orders::id, orders::request, orders::status))
+        .first(conn)
+        .await
+        .optional()
+}
+
+pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<OrderRow>> {
+    orders::table
+        .find(id)
+        .select(OrderRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The order, row-locked until the end of the caller's transaction.
+pub async fn lock(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<OrderRow>> {
+    orders::table
+        .find(id)
+        .for_update()
+        .select(OrderRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The lines of the given orders, by order then product.
+pub async fn items(conn: &mut AsyncPgConnection, order_ids: &[i64]) -> QueryResult<Vec<ItemRow>> {
+    order_items::table
+        .filter(order_items::order_id.eq_any(order_ids))
+        .order((order_items::order_id, order_items::product_id))
+        .select(ItemRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// A page of a user's orders, newest first.
+pub async fn list_for_user(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<Vec<OrderRow>> {
+    orders::table
+        .filter(orders::user_id.eq(user_id))
+        .order(orders::id.desc())
+        .offset(offset)
+        .limit(limit)
+        .select(OrderRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// PENDING → COMPLETED with the amounts and prices the saga settled on; false if the order was
+/// not PENDING.
+pub async fn complete(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    priced: &[PricedItem],
+    total: Decimal,
+    discount: Decimal,
+    paid: Decimal,
+) -> QueryResult<bool> {
+    let updated = diesel::update(orders::table.find(id).filter(orders::status.eq(PENDING)))
+        .set((
+            orders::status.eq(crate::domain::COMPLETED),
+            orders::total_amount.eq(total),
+            orders::discount_amount.eq(discount),
+            orders::paid_amount.eq(paid),
+            orders::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    if updated == 0 {
+        return Ok(false);
+    }
+    for item in priced {
+        diesel::update(
+            order_items::table
+                .filter(order_items::order_id.eq(id))
+                .filter(order_items::product_id.eq(item.product_id)),
+        )
+        .set(order_items::unit_price.eq(item.unit_price))
+        .execute(conn)
+        .await?;
+    }
+    Ok(true)
+}
+
+/// PENDING → FAILED with the reason; false if the order was not PENDING.
+pub async fn fail(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    reason: &FailureReason,
+) -> QueryResult<bool> {
+    let updated = diesel::update(orders::table.find(id).filter(orders::status.eq(PENDING)))
+        .set((
+            orders::status.eq(crate::domain::FAILED),
+            orders::failure_code.eq(&reason.code),
+            orders::failure_reason.eq(&reason.message),
+            orders::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(updated == 1)
+}
+
+/// `from` → `to`; false if the order was not in `from`.
+pub async fn transition(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    from: &str,
+    to: &str,
+) -> QueryResult<bool> {
+    let updated = diesel::update(orders::table.find(id).filter(orders::status.eq(from)))
+        .set((
+            orders::status.eq(to),
+            orders::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(updated == 1)
+}

@@ -1,0 +1,147 @@
+//! The order's side of the choreography: how each order ends.
+//!
+//! - `BalanceProcessed` → PENDING becomes COMPLETED with its prices and amounts → `OrderCompleted`.
+//! - `StockFailed` (nothing was reserved) → PENDING becomes FAILED → `OrderFailed`.
+//! - `StockRestored` (the end of every compensation) → PENDING becomes FAILED → `OrderFailed`,
+//!   or CANCELLING becomes CANCELLED → `OrderCancelled`.
+//!
+//! Every transition is conditional on the expected status, so a late or repeated event is a
+//! no-op, and nothing is emitted for it.
+
+use async_trait::async_trait;
+use diesel_async::AsyncPgConnection;
+use rust_decimal::Decimal;
+use shared::consumer::{EventHandler, Handlers};
+use shared::envelope::Envelope;
+use shared::error::HandlerError;
+use shared::events::{
+    BalanceProcessed, FailureReason, OrderCancelled, OrderCommand, OrderCompleted, OrderFailed,
+    StockFailed, StockRestored,
+};
+use shared::outbox::enqueue_event;
+
+use crate::domain::{CANCELLED, CANCELLING, PENDING};
+use crate::repo;
+
+pub fn handlers() -> Handlers {
+    Handlers::new()
+        .on::<BalanceProcessed>(Complete)
+        .on::<StockFailed>(FailWithoutCompensation)
+        .on::<StockRestored>(EndCompensation)
+}
+
+struct Complete;
+
+#[async_trait]
+impl EventHandler<BalanceProcessed> for Complete {
+    async fn handle(
+        &self,
+        conn: &mut AsyncPgConnection,
+        envelope: &Envelope,
+        event: BalanceProcessed,
+    ) -> Result<(), HandlerError> {
+        let id = event.command.order_id;
+        let completed = repo::complete(
+            conn,
+            id,
+            &event.items,
+            event.total_amount,
+            event.discount_amount,
+            event.paid_amount,
+        )
+        .await?;
+        if !completed {
+            tracing::warn!(
+                order_id = id,
+                "BalanceProcessed for an order that is not PENDING; ignored"
+            );
+            return Ok(());
+        }
+        let next = OrderCompleted {
+            order_id: id,
+            user_id: event.command.user_id,
+            items: event.items,
+            total_amount: event.total_amount,
+            discount_amount: event.discount_amount,
+            paid_amount: event.paid_amount,
+        };
+        enqueue_event::<OrderCompleted>(conn, envelope.follow_up(&next)?).await?;
+        Ok(())
+    }
+}
+
+struct FailWithoutCompensation;
+
+#[async_trait]
+impl EventHandler<StockFailed> for FailWithoutCompensation {
+    async fn handle(
+        &self,
+        conn: &mut AsyncPgConnection,
+        envelope: &Envelope,
+        event: StockFailed,
+    ) -> Result<(), HandlerError> {
+        fail(conn, envelope, &event.command, event.reason).await
+    }
+}
+
+struct EndCompensation;
+
+#[async_trait]
+impl EventHandler<StockRestored> for EndCompensation {
+    async fn handle(
+        &self,
+        conn: &mut AsyncPgConnection,
+        envelope: &Envelope,
+        event: StockRestored,
+    ) -> Result<(), HandlerError> {
+        let id = event.command.order_id;
+        let Some(order) = repo::find(conn, id).await? else {
+            return Err(HandlerError::permanent(anyhow::anyhow!(
+                "order {id} does not exist"
+            )));
+        };
+        match order.status.as_str() {
+            CANCELLING => {
+                repo::transition(conn, id, CANCELLING, CANCELLED).await?;
+                let next = OrderCancelled {
+                    order_id: id,
+                    user_id: order.user_id,
+                    refunded_amount: order.paid_amount.unwrap_or(Decimal::ZERO),
+                };
+                enqueue_event::<OrderCancelled>(conn, envelope.follow_up(&next)?).await?;
+                Ok(())
+            }
+            PENDING => fail(conn, envelope, &event.command, event.reason).await,
+            other => {
+                tracing::warn!(
+                    order_id = id,
+                    status = other,
+                    "StockRestored for a settled order; ignored"
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn fail(
+    conn: &mut AsyncPgConnection,
+    envelope: &Envelope,
+    command: &OrderCommand,
+    reason: FailureReason,
+) -> Result<(), HandlerError> {
+    if !repo::fail(conn, command.order_id, &reason).await? {
+        tracing::warn!(
+            order_id = command.order_id,
+            "failure for an order that is not PENDING; ignored"
+        );
+        return Ok(());
+    }
+    let next = OrderFailed {
+        order_id: command.order_id,
+        user_id: command.user_id,
+        reason,
+    };
+    enqueue_event::<OrderFailed>(conn, envelope.follow_up(&next)?).await?;
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! Product SQL. Every function takes the caller's connection so that a stock change, its ledger
+//! row, the inbox claim and the outbox rows share one transaction.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
+
+use crate::schema::{products, stock_movements};
+
+pub const RESERVE: &str = "RESERVE";
+pub const RESTORE: &str = "RESTORE";
+pub const ADJUST: &str = "ADJUST";
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = products)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct Product {
+    pub id: i64,
+    pub name: String,
+    pub price: Decimal,
+    pub stock: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = stock_movements)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct Movement {
+    pub id: i64,
+    pub product_id: i64,
+    pub order_id: Option<i64>,
+    pub kind: String,
+    pub delta: i32,
+    pub stock_after: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Inserts a product.
+pub async fn create(
+    conn: &mut AsyncPgConnection,
+    name: &str,
+    price: Decimal,
+    stock: i32,
+) -> QueryResult<Product> {
+    diesel::insert_into(products::table)
+        .values((
+            products::name.eq(name),
+            products::price.eq(price),
+            products::stock.eq(stock),
+        ))
+        .returning(Product::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// The product `id`, if any.
+pub async fn find(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Product>> {
+    products::table
+        .find(id)
+        .select(Product::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// A page of products by id (`limit` rows from `offset`).
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    offset: i64,
+    limit: i64,
+) -> QueryResult<Vec<Product>> {
+    products::table
+        .order(products::id)
+        .offset(offset)
+        .limit(limit)
+        .select(Product::as_select())
+        .load(conn)
+        .await
+}
+
+/// Locks the existing products among `ids` until the end of the transaction and returns them.
+/// Always in id order: two orders locking overlapping products then wait for each other instead
+/// of deadlocking.
+pub async fn lock(conn: &mut AsyncPgConnection, ids: &[i64]) -> QueryResult<Vec<Product>> {
+    products::table
+        .filter(products::id.eq_any(ids))
+        .order(products::id)
+        .for_update()
+        .select(Product::as_select())
+        .load(conn)
+        .await
+}
+
+/// Adds `delta` (either sign) to the stock of `id` only if the result stays within
+/// `0..=ceiling`; returns the product as changed, `None` when it does not exist or the bounds
+/// refuse. The bounds are computed here, so the database never evaluates an overflowing sum.
+pub async fn change_stock(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    delta: i32,
+    ceiling: i32,
+) -> QueryResult<Option<Product>> {
+    diesel::update(
+        products::table
+            .filter(products::id.eq(id))
+            .filter(products::stock.ge(delta.saturating_neg()))
+            .filter(products::stock.le(ceiling.saturating_sub(delta))),
+    )
+    .set((
+        products::stock.eq(products::stock + delta),
+        products::updated_at.eq(diesel::dsl::now),
+    ))
+    .returning(Product::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Records one movement.
+pub async fn record(
+    conn: &mut AsyncPgConnection,
+    product_id: i64,
+    order_id: Option<i64>,
+    kind: &str,
+    delta: i32,
+    stock_after: i32,
+) -> QueryResult<()> {
+    diesel::insert_into(stock_movements::table)
+        .values((
+            stock_movements::product_id.eq(product_id),
+            stock_movements::order_id.eq(order_id),
+            stock_movements::kind.eq(kind),
+            stock_movements::delta.eq(delta),
+            stock_movements::stock_after.eq(stock_after),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The movements of `kind` for `order_id`, in product id order.
+pub async fn order_movements(
+    conn: &mut AsyncPgConnection,
+    order_id: i64,
+    kind: &str,
+) -> QueryResult<Vec<Movement>> {
+    stock_movements::table
+        .filter(stock_movements::order_id.eq(order_id))
+        .filter(stock_movements::kind.eq(kind))
+        .order(stock_movements::product_id)
+        .select(Movement::as_select())
+        .load(conn)
+        .await
+}
