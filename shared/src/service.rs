@@ -45,11 +45,10 @@ impl ServiceSettings {
     /// upper-cased name, so that all services can share one shell environment.
     pub fn from_env(name: &str, default_port: u16) -> anyhow::Result<Self> {
         let upper = name.to_uppercase();
-        let mut database = DatabaseSettings::from_env(&default_database_url(name))?;
-        database.url = env_or(
+        let database = DatabaseSettings::from_env(env_or(
             &format!("{upper}_DATABASE_URL"),
             &default_database_url(name),
-        );
+        ))?;
         Ok(Self {
             name: name.to_owned(),
             host: env_or("HTTP_HOST", "127.0.0.1"),
