@@ -275,3 +275,43 @@ async fn a_cancelled_order_is_refunded_exactly_what_it_paid_once() {
     assert_eq!(history["entries"][0]["order_id"], 43);
     s.app.stop().await;
 }
+
+#[tokio::test]
+async fn ready_answers_503_until_the_broker_session_is_up() {
+    init_tracing();
+    let db = TestDb::with_migrations(vec![balance_service::MIGRATIONS]).await;
+    let amqp = TestAmqp::new().await;
+    let broker = testkit::amqp_url();
+    let target = broker
+        .rsplit_once('@')
+        .map_or("127.0.0.1:5672", |(_, rest)| {
+            rest.split('/').next().unwrap_or("127.0.0.1:5672")
+        });
+    let proxy = testkit::TcpProxy::start(target.parse().unwrap()).await;
+    proxy.refuse();
+    let mut settings = service_settings(balance_service::NAME, &db, &amqp);
+    settings.amqp.url = proxy.amqp_url();
+    let app = TestApp::start(balance_service::build(&settings).await.expect("build"));
+
+    assert_eq!(app.get("/health").await.0, 200, "the process is up");
+    let (status, body) = app.get("/ready").await;
+    assert_eq!(
+        (status, body["database"].as_bool(), body["broker"].as_bool()),
+        (503, Some(true), Some(false)),
+        "{body}"
+    );
+
+    proxy.accept();
+    app.wait_ready().await;
+    proxy.refuse();
+    proxy.cut().await;
+    eventually_async(
+        Duration::from_secs(20),
+        "not ready after losing the broker",
+        || async { (app.get("/ready").await.0 == 503).then_some(()) },
+    )
+    .await;
+    proxy.accept();
+    app.wait_ready().await;
+    app.stop().await;
+}
