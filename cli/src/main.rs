@@ -3,7 +3,11 @@
 //! - `sagactl up [--seed]`: the whole system in one process against the local PostgreSQL and
 //!   RabbitMQ: the four services, the saga monitor and the outbox relay.
 //! - `sagactl seed`: demo products, a coupon and charged users, through the services' own APIs.
+//! - `sagactl dlq list|show|replay|purge`: dead-letter operations, audited.
+//! - `sagactl outbox pending`: unpublished outbox rows older than a threshold.
 
+mod dlq;
+mod outbox;
 mod seed;
 mod up;
 
@@ -27,6 +31,10 @@ enum Command {
     },
     /// Create demo products, a coupon and charged users through the running services.
     Seed(seed::Targets),
+    /// Dead-letter queues: list, show, replay, purge.
+    Dlq(dlq::DlqArgs),
+    /// The outbox as the relay sees it.
+    Outbox(outbox::OutboxArgs),
 }
 
 #[tokio::main]
@@ -35,5 +43,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Up { seed } => up::run(seed).await,
         Command::Seed(targets) => seed::run(&targets).await.map(|_| ()),
+        Command::Dlq(args) => dlq::run(args).await,
+        Command::Outbox(args) => outbox::run(args).await,
     }
 }

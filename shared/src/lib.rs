@@ -7,6 +7,7 @@
 //! - [`amqp`]: broker connection, the header vocabulary and the queue topology.
 //! - [`consumer`]: the runtime that turns deliveries into handler calls in one transaction.
 //! - [`db`]: connection pools and the embedded migrations runner.
+//! - [`dlq`]: list, show, replay and purge dead letters without losing one.
 //! - [`http`]: the error body, a field-naming JSON extractor, health and readiness, pagination.
 //! - [`money`]: two-decimal amounts that accept strings or numbers and never pass through floats.
 //! - [`notify`]: LISTEN with reconnect, for commit-time wake-ups.
@@ -22,6 +23,7 @@ pub mod backoff;
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod dlq;
 pub mod envelope;
 pub mod error;
 pub mod events;

@@ -2,7 +2,11 @@
 //!
 //! - [`store`]: the catch-all consumer that appends each event, and the timeline query.
 //! - [`routes`]: `GET /sagas/{order_id}`, the ordered timeline of one saga.
+//! - [`admin`]: dead-letter operations over HTTP, behind a bearer token (off without one).
+//! - [`audit`]: the audit trail of replays and purges.
 
+pub mod admin;
+pub mod audit;
 pub mod routes;
 pub mod store;
 

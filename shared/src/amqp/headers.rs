@@ -29,6 +29,11 @@ pub const ORIGINAL_QUEUE: &str = "x-original-queue";
 /// When it was dead-lettered, RFC 3339.
 pub const DEAD_LETTERED_AT: &str = "x-dead-lettered-at";
 
+/// How many times an operator replayed this message from a dead-letter queue.
+pub const REPLAY_COUNT: &str = "x-replay-count";
+/// When it was last replayed, RFC 3339.
+pub const REPLAYED_AT: &str = "x-replayed-at";
+
 /// The body is not a valid envelope.
 pub const REASON_MALFORMED: &str = "malformed";
 /// No handler is registered for the event type.

@@ -70,6 +70,9 @@ pub enum ApiError {
     /// 404.
     #[error("{what} not found")]
     NotFound { what: &'static str },
+    /// Missing or wrong credentials: 401 (which of the two is not said).
+    #[error("unauthorized")]
+    Unauthorized,
     /// A state conflict (used coupon, duplicate issue, non-cancellable order): 409.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -102,6 +105,7 @@ impl actix_web::ResponseError for ApiError {
         match self {
             Self::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -120,6 +124,12 @@ impl actix_web::ResponseError for ApiError {
                 self.status_code(),
                 "not_found",
                 format!("{what} not found"),
+                None,
+            ),
+            Self::Unauthorized => api_error(
+                self.status_code(),
+                "unauthorized",
+                "a valid bearer token is required",
                 None,
             ),
             Self::Conflict { code, message } => api_error(self.status_code(), code, message, None),

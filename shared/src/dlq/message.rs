@@ -1,0 +1,261 @@
+//! A dead letter as read from its queue, and the filter that selects dead letters.
+
+use chrono::{DateTime, Utc};
+use lapin::types::{AMQPValue, FieldTable};
+use serde::{Deserialize, Serialize};
+
+use crate::amqp::headers;
+
+/// One message in a dead-letter queue.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    /// The dead-letter queue it sits in.
+    pub queue: String,
+    /// AMQP message id = event id (`-` if the publisher set none).
+    pub event_id: String,
+    pub event_type: Option<String>,
+    /// Saga (order) id, from the header or, failing that, the body.
+    pub saga_id: Option<i64>,
+    /// The queue it was consumed from when it was dead-lettered: where a replay sends it.
+    pub original_queue: Option<String>,
+    pub reason: Option<String>,
+    pub error: Option<String>,
+    /// Handling attempts that failed before it was dead-lettered.
+    pub attempts: Option<i64>,
+    pub dead_lettered_at: Option<DateTime<Utc>>,
+    /// How many times it was replayed already.
+    pub replays: i64,
+    pub headers: serde_json::Map<String, serde_json::Value>,
+    /// The body as text when it is UTF-8 (otherwise `body_base64` holds it).
+    pub body: Option<String>,
+    pub body_base64: Option<String>,
+}
+
+/// Selects dead letters; every set criterion must match.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Filter {
+    /// Consumer names (`order`, ...) or full dead-letter queue names.
+    pub queues: Vec<String>,
+    pub event_type: Option<String>,
+    pub order_id: Option<i64>,
+    /// Case-insensitive substring of the reason or the error.
+    pub reason: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// Exact event ids; empty means any.
+    pub ids: Vec<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, letter: &DeadLetter) -> bool {
+        let text = |value: &Option<String>, wanted: &str| {
+            value
+                .as_deref()
+                .is_some_and(|v| v.to_lowercase().contains(&wanted.to_lowercase()))
+        };
+        (self.ids.is_empty() || self.ids.contains(&letter.event_id))
+            && self
+                .event_type
+                .as_ref()
+                .is_none_or(|t| letter.event_type.as_ref() == Some(t))
+            && self.order_id.is_none_or(|id| letter.saga_id == Some(id))
+            && self
+                .reason
+                .as_deref()
+                .is_none_or(|r| text(&letter.reason, r) || text(&letter.error, r))
+            && self
+                .since
+                .is_none_or(|since| letter.dead_lettered_at.is_some_and(|at| at >= since))
+            && self
+                .until
+                .is_none_or(|until| letter.dead_lettered_at.is_some_and(|at| at <= until))
+    }
+
+    /// True when nothing narrows the selection.
+    pub fn is_everything(&self) -> bool {
+        self.event_type.is_none()
+            && self.order_id.is_none()
+            && self.reason.is_none()
+            && self.since.is_none()
+            && self.until.is_none()
+            && self.ids.is_empty()
+    }
+}
+
+/// Reads what the consumer runtime and the broker put on a dead letter.
+pub fn parse(queue: &str, properties: &lapin::BasicProperties, data: &[u8]) -> DeadLetter {
+    let table = properties.headers().as_ref();
+    let body_text = std::str::from_utf8(data).ok();
+    let body_json: Option<serde_json::Value> =
+        body_text.and_then(|text| serde_json::from_str(text).ok());
+    let saga_id = headers::get_i64(table, headers::SAGA_ID).or_else(|| {
+        body_json
+            .as_ref()
+            .and_then(|json| json.get("saga_id")?.as_i64())
+    });
+    let event_type = properties
+        .kind()
+        .as_ref()
+        .map(|kind| kind.as_str().to_owned())
+        .or_else(|| {
+            body_json
+                .as_ref()
+                .and_then(|json| Some(json.get("event_type")?.as_str()?.to_owned()))
+        });
+    // The broker's own dead-lettering (delivery limit) leaves x-death instead of our headers.
+    let reason =
+        headers::get_str(table, headers::DEAD_LETTER_REASON).or_else(|| x_death(table, "reason"));
+    let original_queue =
+        headers::get_str(table, headers::ORIGINAL_QUEUE).or_else(|| x_death(table, "queue"));
+    DeadLetter {
+        queue: queue.to_owned(),
+        event_id: properties
+            .message_id()
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |id| id.as_str().to_owned()),
+        event_type,
+        saga_id,
+        original_queue,
+        reason,
+        error: headers::get_str(table, headers::DEAD_LETTER_ERROR),
+        attempts: headers::get_i64(table, headers::ATTEMPT),
+        dead_lettered_at: headers::get_str(table, headers::DEAD_LETTERED_AT)
+            .and_then(|at| DateTime::parse_from_rfc3339(&at).ok())
+            .map(|at| at.with_timezone(&Utc)),
+        replays: headers::get_i64(table, headers::REPLAY_COUNT).unwrap_or(0),
+        headers: table.map(to_json).unwrap_or_default(),
+        body: body_text.map(str::to_owned),
+        body_base64: body_text.is_none().then(|| base64(data)),
+    }
+}
+
+fn x_death(table: Option<&FieldTable>, field: &str) -> Option<String> {
+    let deaths = table?.inner().get("x-death")?.as_array()?;
+    let first = deaths.as_slice().first()?.as_field_table()?;
+    headers::get_str(Some(first), field)
+}
+
+fn to_json(table: &FieldTable) -> serde_json::Map<String, serde_json::Value> {
+    table
+        .inner()
+        .iter()
+        .map(|(key, value)| (key.as_str().to_owned(), value_to_json(value)))
+        .collect()
+}
+
+fn value_to_json(value: &AMQPValue) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        AMQPValue::Boolean(b) => Value::Bool(*b),
+        AMQPValue::LongString(s) => {
+            Value::String(String::from_utf8_lossy(s.as_bytes()).into_owned())
+        }
+        AMQPValue::ShortString(s) => Value::String(s.as_str().to_owned()),
+        AMQPValue::FieldTable(t) => Value::Object(to_json(t)),
+        AMQPValue::FieldArray(a) => Value::Array(a.as_slice().iter().map(value_to_json).collect()),
+        AMQPValue::Timestamp(t) => Value::from(*t),
+        AMQPValue::Void => Value::Null,
+        other => headers::get_i64(Some(&single(other)), "v")
+            .map(Value::from)
+            .unwrap_or_else(|| Value::String(format!("{other:?}"))),
+    }
+}
+
+fn single(value: &AMQPValue) -> FieldTable {
+    let mut table = FieldTable::default();
+    table.insert("v".into(), value.clone());
+    table
+}
+
+/// Standard base64, for bodies that are not text (no dependency for twenty lines).
+fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(&[0, 255, 16, 1]), "AP8QAQ==");
+    }
+
+    #[test]
+    fn filters_combine() {
+        let letter = DeadLetter {
+            queue: "p.order.dlq".into(),
+            event_id: "e1".into(),
+            event_type: Some("StockFailed".into()),
+            saga_id: Some(7),
+            original_queue: Some("p.order".into()),
+            reason: Some("retries_exhausted".into()),
+            error: Some("Database error: deadlock".into()),
+            attempts: Some(3),
+            dead_lettered_at: Some(Utc::now()),
+            replays: 0,
+            headers: Default::default(),
+            body: None,
+            body_base64: None,
+        };
+        assert!(Filter::default().matches(&letter));
+        assert!(
+            Filter {
+                order_id: Some(7),
+                reason: Some("DEADLOCK".into()),
+                ..Default::default()
+            }
+            .matches(&letter)
+        );
+        assert!(
+            !Filter {
+                order_id: Some(8),
+                ..Default::default()
+            }
+            .matches(&letter)
+        );
+        assert!(
+            !Filter {
+                event_type: Some("StockProcessed".into()),
+                ..Default::default()
+            }
+            .matches(&letter)
+        );
+        assert!(
+            !Filter {
+                ids: vec!["e2".into()],
+                ..Default::default()
+            }
+            .matches(&letter)
+        );
+        assert!(
+            !Filter {
+                since: Some(Utc::now() + chrono::Duration::hours(1)),
+                ..Default::default()
+            }
+            .matches(&letter)
+        );
+    }
+}
