@@ -18,13 +18,27 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/m
 pub const NAME: &str = "monitor";
 pub const DEFAULT_PORT: u16 = 8085;
 
-/// Prepares the database and binds the service.
+/// Prepares the database and binds the service; the admin API is on if `ADMIN_TOKEN` is set.
 pub async fn build(settings: &ServiceSettings) -> anyhow::Result<Application> {
+    build_with_admin(settings, admin::AdminSettings::from_env(&settings.amqp)).await
+}
+
+/// As [`build`], with the admin API configured explicitly (`None` = off).
+pub async fn build_with_admin(
+    settings: &ServiceSettings,
+    admin: Option<admin::AdminSettings>,
+) -> anyhow::Result<Application> {
     let pool = prepare_database(&settings.database, MIGRATIONS).await?;
+    let routes = move |cfg: &mut actix_web::web::ServiceConfig| {
+        routes::configure(cfg);
+        if let Some(admin) = admin.clone() {
+            admin::configure(cfg, admin);
+        }
+    };
     Application::build(
         settings,
         pool,
         Handlers::new().on_any(store::Record),
-        routes::configure,
+        routes,
     )
 }
