@@ -382,6 +382,22 @@ async fn the_admin_api_wants_its_bearer_token() {
     let (status, body) = get(Some("s3cret-token")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["queues"][0]["messages"][0]["saga_id"], 401);
+    let filtered: Value = app
+        .client
+        .get(app.url("/admin/dlq?queue=product&order_id=999&reason=rejected"))
+        .bearer_auth("s3cret-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(filtered["queues"][0]["depth"], 1, "{filtered}");
+    assert_eq!(
+        filtered["queues"][0]["messages"],
+        json!([]),
+        "order 999 matches nothing"
+    );
 
     let replay = |body: Value| {
         app.client

@@ -30,11 +30,23 @@ async fn pending_lists_only_unpublished_rows_older_than_the_threshold() {
     .unwrap();
 
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sagactl"))
-        .args(["outbox", "pending", "--older-than", "5m", "--json", "--database-urls", &db.url])
+        .args([
+            "outbox",
+            "pending",
+            "--older-than",
+            "5m",
+            "--json",
+            "--database-urls",
+            &db.url,
+        ])
         .output()
         .await
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(report[0]["database"], db.name.as_str());
     let rows = report[0]["rows"].as_array().unwrap();
@@ -44,14 +56,28 @@ async fn pending_lists_only_unpublished_rows_older_than_the_threshold() {
     assert!(rows[0]["last_error"].as_str().unwrap().contains("NO_ROUTE"));
 
     let table = tokio::process::Command::new(env!("CARGO_BIN_EXE_sagactl"))
-        .args(["outbox", "pending", "--older-than", "10ms", "--database-urls", &db.url])
+        .args([
+            "outbox",
+            "pending",
+            "--older-than",
+            "10ms",
+            "--database-urls",
+            &db.url,
+        ])
         .output()
         .await
         .unwrap();
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(text.contains("2 unpublished row(s)"), "{text}");
     let bad = tokio::process::Command::new(env!("CARGO_BIN_EXE_sagactl"))
-        .args(["outbox", "pending", "--older-than", "soon", "--database-urls", &db.url])
+        .args([
+            "outbox",
+            "pending",
+            "--older-than",
+            "soon",
+            "--database-urls",
+            &db.url,
+        ])
         .output()
         .await
         .unwrap();

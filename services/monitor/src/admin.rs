@@ -114,12 +114,41 @@ fn actor(request: &HttpRequest) -> String {
     format!("admin-api {peer}")
 }
 
+/// The list filter as a query string: lists are comma-separated (a query string has no arrays).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    queue: Option<String>,
+    event_type: Option<String>,
+    order_id: Option<i64>,
+    reason: Option<String>,
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    until: Option<chrono::DateTime<chrono::Utc>>,
+    id: Option<String>,
+}
+
+impl From<ListQuery> for Filter {
+    fn from(query: ListQuery) -> Self {
+        let list = |value: Option<String>| value.map(|v| consumers_from(&v)).unwrap_or_default();
+        Filter {
+            queues: list(query.queue),
+            event_type: query.event_type,
+            order_id: query.order_id,
+            reason: query.reason,
+            since: query.since,
+            until: query.until,
+            ids: list(query.id),
+        }
+    }
+}
+
 async fn list(
     request: HttpRequest,
     settings: web::Data<AdminSettings>,
-    filter: web::Query<Filter>,
+    query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&request, &settings)?;
+    let filter: Filter = query.into_inner().into();
     let listings = operator(&settings)
         .await?
         .list(&filter)
