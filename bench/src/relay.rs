@@ -64,6 +64,7 @@ impl RelayProcess {
             .env("RELAY_BATCH_SIZE", params.batch_size.to_string())
             .env("RELAY_CLAIMERS", params.claimers.to_string())
             .env("RELAY_RETENTION_SECS", mode.retention_secs())
+            .env("RELAY_METRICS_PORT", "0")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             // A failed run must not leave a relay behind.

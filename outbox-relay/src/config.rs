@@ -35,6 +35,13 @@ pub struct RelaySettings {
     pub db_timeout: Duration,
     /// `RELAY_MAX_BACKOFF_MS`: cap of the reconnect backoff after a broker or database failure.
     pub max_backoff: Duration,
+    /// `RELAY_METRICS_PORT`: where `/metrics` is served (0 = a free port); in-process relays
+    /// (tests, `sagactl up`) leave it `None` and serve none of their own.
+    pub metrics_port: Option<u16>,
+    /// `HTTP_HOST`: the interface of the metrics listener.
+    pub metrics_host: String,
+    /// `RELAY_BACKLOG_INTERVAL_MS`: how often the backlog gauges are refreshed.
+    pub backlog_interval: Duration,
     /// `OUTBOX_RELAY_CRASH_AFTER_CONFIRM`: test-only fault injection; the process exits right
     /// after the broker confirmed a batch and before the rows are marked published.
     pub crash_after_confirm: bool,
@@ -61,6 +68,9 @@ impl RelaySettings {
             db_timeout: env_millis("RELAY_DB_TIMEOUT_MS", 5_000)?,
             max_backoff: env_millis("RELAY_MAX_BACKOFF_MS", 5_000)?,
             crash_after_confirm: env_parse("OUTBOX_RELAY_CRASH_AFTER_CONFIRM", false)?,
+            metrics_port: Some(env_parse("RELAY_METRICS_PORT", 9187)?),
+            metrics_host: env_or("HTTP_HOST", "127.0.0.1"),
+            backlog_interval: env_millis("RELAY_BACKLOG_INTERVAL_MS", 5_000)?,
         };
         if settings.batch_size < 1 || settings.claimers < 1 {
             bail!("RELAY_BATCH_SIZE and RELAY_CLAIMERS must be at least 1");
@@ -81,6 +91,9 @@ impl RelaySettings {
             db_timeout: Duration::from_secs(5),
             max_backoff: Duration::from_secs(5),
             crash_after_confirm: false,
+            metrics_port: None,
+            metrics_host: "127.0.0.1".into(),
+            backlog_interval: Duration::from_secs(5),
         }
     }
 }

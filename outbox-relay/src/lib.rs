@@ -6,6 +6,7 @@
 //! - [`listener`]: LISTEN/NOTIFY wake-ups, with reconnect and catch-up.
 //! - [`worker`]: the claim → publish → confirm → mark loop for one database.
 //! - [`cleanup`]: deletes published rows past their retention.
+//! - [`metrics`]: published rows, confirm latency, errors, outbox backlog; `GET /metrics`.
 //!
 //! Per configured database the relay runs one listener, `claimers` workers and one cleanup
 //! task. A row is marked published only in the transaction that claimed it and only after the
@@ -16,6 +17,7 @@
 pub mod cleanup;
 pub mod config;
 pub mod listener;
+pub mod metrics;
 pub mod publisher;
 pub mod store;
 pub mod worker;
@@ -33,8 +35,17 @@ pub use config::RelaySettings;
 /// Runs the relay for every configured database until `shutdown`; returns once every task
 /// finished its current batch.
 pub async fn run(settings: RelaySettings, shutdown: Shutdown) -> anyhow::Result<()> {
+    shared::metrics::install();
+    metrics::describe();
     let settings = Arc::new(settings);
     let mut tasks = JoinSet::new();
+    if let Some(port) = settings.metrics_port {
+        let (port, server) = metrics::serve(&settings.metrics_host, port, shutdown.clone())?;
+        tracing::info!(port, "relay metrics on /metrics");
+        tasks.spawn(async move {
+            let _ = server.await;
+        });
+    }
     for url in &settings.database_urls {
         let (_, name) = shared::db::split_database_url(url)?;
         let pool = build_pool(&DatabaseSettings {
@@ -67,6 +78,11 @@ pub async fn run(settings: RelaySettings, shutdown: Shutdown) -> anyhow::Result<
         tasks.spawn(cleanup::run(
             target.clone(),
             settings.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(metrics::backlog(
+            target.clone(),
+            settings.backlog_interval,
             shutdown.clone(),
         ));
         tracing::info!(database = %target.name, claimers = settings.claimers, "relaying");

@@ -14,8 +14,10 @@ use shared::shutdown::Shutdown;
 use tokio::sync::watch;
 
 use crate::config::RelaySettings;
+use crate::metrics::NAME;
 use crate::publisher::Publisher;
 use crate::store;
+use shared::metrics::SERVICE;
 
 /// A database the relay serves.
 pub struct Target {
@@ -111,7 +113,8 @@ enum Drained {
 async fn pause(backoff: &mut Backoff, shutdown: &mut Shutdown, target: &Target, why: &str) {
     let delay = backoff.next_delay();
     tracing::warn!(database = %target.name, error = why, ?delay, "relay backing off");
-    metrics::counter!("relay_errors_total", "database" => target.name.clone()).increment(1);
+    metrics::counter!("relay_errors_total", SERVICE => NAME, "database" => target.name.clone())
+        .increment(1);
     tokio::select! {
         _ = tokio::time::sleep(delay) => {}
         _ = shutdown.wait() => {}
@@ -156,7 +159,7 @@ pub async fn relay_batch(
             }
             let publish_started = Instant::now();
             let outcomes = publisher.publish(&rows).await;
-            metrics::histogram!("relay_confirm_seconds", "database" => target.name.clone())
+            metrics::histogram!("relay_confirm_seconds", SERVICE => NAME, "database" => target.name.clone())
                 .record(publish_started.elapsed().as_secs_f64());
 
             let mut report = BatchReport {
@@ -194,9 +197,9 @@ pub async fn relay_batch(
         .await?;
     if report.claimed > 0 {
         let database = target.name.clone();
-        metrics::counter!("relay_published_total", "database" => database.clone())
+        metrics::counter!("relay_published_total", SERVICE => NAME, "database" => database.clone())
             .increment(report.published as u64);
-        metrics::histogram!("relay_batch_seconds", "database" => database)
+        metrics::histogram!("relay_batch_seconds", SERVICE => NAME, "database" => database)
             .record(started.elapsed().as_secs_f64());
         tracing::debug!(database = %target.name, ?report, "batch relayed");
     }

@@ -61,6 +61,7 @@ fn spawn_relay(db: &TestDb, amqp: &TestAmqp, extra: &[(&str, &str)]) -> Child {
         .env("AMQP_PREFIX", &amqp.prefix)
         .env("RELAY_POLL_INTERVAL_MS", "600000")
         .env("RELAY_MAX_BACKOFF_MS", "500")
+        .env("RELAY_METRICS_PORT", "0")
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .kill_on_drop(true);

@@ -29,6 +29,7 @@ pub mod error;
 pub mod events;
 pub mod http;
 pub mod inbox;
+pub mod metrics;
 pub mod money;
 pub mod notify;
 pub mod outbox;

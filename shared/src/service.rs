@@ -122,9 +122,15 @@ impl Application {
             broker_connected: vec![consumer.connected_flag()],
         });
         let pool_data = web::Data::new(pool);
+        crate::metrics::install();
+        crate::metrics::describe_common();
+        let service_name = web::Data::new(crate::http::metrics::ServiceName(settings.name.clone()));
         let (listener, port) = crate::http::bind(&settings.host, settings.port)?;
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(crate::http::metrics::track))
+                .app_data(service_name.clone())
+                .route("/metrics", web::get().to(crate::http::metrics::render))
                 .app_data(pool_data.clone())
                 .app_data(readiness.clone())
                 .configure(crate::http::configure_extractors)
@@ -143,7 +149,8 @@ impl Application {
             server,
             consumers: vec![consumer],
             tasks: Vec::new(),
-        })
+        }
+        .with_task(crate::metrics::upkeep))
     }
 
     /// Adds a background task (a LISTEN loop, a timer) that runs next to the server and stops

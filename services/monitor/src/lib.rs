@@ -4,10 +4,12 @@
 //! - [`routes`]: `GET /sagas/{order_id}`, the ordered timeline of one saga.
 //! - [`admin`]: dead-letter operations over HTTP, behind a bearer token (off without one).
 //! - [`audit`]: the audit trail of replays and purges.
+//! - [`sagas`]: per-saga state derived from the events; the monitor's gauges and histograms.
 
 pub mod admin;
 pub mod audit;
 pub mod routes;
+pub mod sagas;
 pub mod store;
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
@@ -29,16 +31,21 @@ pub async fn build_with_admin(
     admin: Option<admin::AdminSettings>,
 ) -> anyhow::Result<Application> {
     let pool = prepare_database(&settings.database, MIGRATIONS).await?;
+    sagas::describe();
+    let gauge_pool = pool.clone();
     let routes = move |cfg: &mut actix_web::web::ServiceConfig| {
         routes::configure(cfg);
         if let Some(admin) = admin.clone() {
             admin::configure(cfg, admin);
         }
     };
-    Application::build(
+    Ok(Application::build(
         settings,
         pool,
         Handlers::new().on_any(store::Record),
         routes,
-    )
+    )?
+    .with_task(move |shutdown| {
+        sagas::gauges(gauge_pool, std::time::Duration::from_secs(5), shutdown)
+    }))
 }

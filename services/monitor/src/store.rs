@@ -32,7 +32,7 @@ impl AnyEventHandler for Record {
         conn: &mut AsyncPgConnection,
         envelope: &Envelope,
     ) -> Result<(), HandlerError> {
-        diesel::insert_into(saga_events::table)
+        let inserted = diesel::insert_into(saga_events::table)
             .values((
                 saga_events::event_id.eq(envelope.event_id),
                 saga_events::saga_id.eq(envelope.saga_id),
@@ -45,6 +45,9 @@ impl AnyEventHandler for Record {
             .on_conflict_do_nothing()
             .execute(conn)
             .await?;
+        if inserted == 1 {
+            crate::sagas::advance(conn, envelope).await?;
+        }
         Ok(())
     }
 }

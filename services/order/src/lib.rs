@@ -3,6 +3,7 @@
 //! - [`routes`]: `POST /orders`, `GET /orders/{id}` (with the `wait_ms` long poll),
 //!   `GET /orders?user_id=`, `POST /orders/{id}/cancel`.
 //! - [`domain`]: the order request and its validation, statuses.
+//! - [`metrics`]: sagas started, ended (by outcome and failure code), their duration, in flight.
 //! - [`saga`]: the order's side of the choreography: completion, failure, cancellation.
 //! - [`waiters`]: long-poll waiters, woken through LISTEN/NOTIFY so that a status change made
 //!   by any instance wakes a waiter on every instance.
@@ -10,6 +11,7 @@
 //! - [`schema`]: diesel tables (see `migrations/order` for the why).
 
 pub mod domain;
+pub mod metrics;
 pub mod repo;
 pub mod routes;
 pub mod saga;
@@ -34,10 +36,16 @@ pub async fn build(settings: &ServiceSettings) -> anyhow::Result<Application> {
         let waiters = waiters.clone();
         move |cfg: &mut actix_web::web::ServiceConfig| routes::configure(cfg, waiters.clone())
     };
+    metrics::describe();
     let url = settings.database.url.clone();
+    let in_flight_pool = pool.clone();
     Ok(
-        Application::build(settings, pool, saga::handlers(), routes)?.with_task(move |shutdown| {
-            waiters::listen(waiters, url, Duration::from_secs(30), shutdown)
-        }),
+        Application::build(settings, pool, saga::handlers(), routes)?
+            .with_task(move |shutdown| {
+                waiters::listen(waiters, url, Duration::from_secs(30), shutdown)
+            })
+            .with_task(move |shutdown| {
+                metrics::in_flight(in_flight_pool, Duration::from_secs(5), shutdown)
+            }),
     )
 }

@@ -135,8 +135,8 @@ pub async fn list_for_user(
         .await
 }
 
-/// PENDING → COMPLETED with the amounts and prices the saga settled on; false if the order was
-/// not PENDING.
+/// PENDING → COMPLETED with the amounts and prices the saga settled on; returns when the
+/// order was accepted, or `None` if it was not PENDING.
 pub async fn complete(
     conn: &mut AsyncPgConnection,
     id: i64,
@@ -144,19 +144,22 @@ pub async fn complete(
     total: Decimal,
     discount: Decimal,
     paid: Decimal,
-) -> QueryResult<bool> {
-    let updated = diesel::update(orders::table.find(id).filter(orders::status.eq(PENDING)))
-        .set((
-            orders::status.eq(crate::domain::COMPLETED),
-            orders::total_amount.eq(total),
-            orders::discount_amount.eq(discount),
-            orders::paid_amount.eq(paid),
-            orders::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
-    if updated == 0 {
-        return Ok(false);
+) -> QueryResult<Option<DateTime<Utc>>> {
+    let accepted_at: Option<DateTime<Utc>> =
+        diesel::update(orders::table.find(id).filter(orders::status.eq(PENDING)))
+            .set((
+                orders::status.eq(crate::domain::COMPLETED),
+                orders::total_amount.eq(total),
+                orders::discount_amount.eq(discount),
+                orders::paid_amount.eq(paid),
+                orders::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(orders::created_at)
+            .get_result(conn)
+            .await
+            .optional()?;
+    if accepted_at.is_none() {
+        return Ok(None);
     }
     for item in priced {
         diesel::update(
@@ -168,40 +171,43 @@ pub async fn complete(
         .execute(conn)
         .await?;
     }
-    Ok(true)
+    Ok(accepted_at)
 }
 
-/// PENDING → FAILED with the reason; false if the order was not PENDING.
+/// PENDING → FAILED with the reason; returns when the order was accepted, or `None` if it was
+/// not PENDING.
 pub async fn fail(
     conn: &mut AsyncPgConnection,
     id: i64,
     reason: &FailureReason,
-) -> QueryResult<bool> {
-    let updated = diesel::update(orders::table.find(id).filter(orders::status.eq(PENDING)))
+) -> QueryResult<Option<DateTime<Utc>>> {
+    diesel::update(orders::table.find(id).filter(orders::status.eq(PENDING)))
         .set((
             orders::status.eq(crate::domain::FAILED),
             orders::failure_code.eq(&reason.code),
             orders::failure_reason.eq(&reason.message),
             orders::updated_at.eq(diesel::dsl::now),
         ))
-        .execute(conn)
-        .await?;
-    Ok(updated == 1)
+        .returning(orders::created_at)
+        .get_result(conn)
+        .await
+        .optional()
 }
 
-/// `from` → `to`; false if the order was not in `from`.
+/// `from` → `to`; returns when the order was accepted, or `None` if it was not in `from`.
 pub async fn transition(
     conn: &mut AsyncPgConnection,
     id: i64,
     from: &str,
     to: &str,
-) -> QueryResult<bool> {
-    let updated = diesel::update(orders::table.find(id).filter(orders::status.eq(from)))
+) -> QueryResult<Option<DateTime<Utc>>> {
+    diesel::update(orders::table.find(id).filter(orders::status.eq(from)))
         .set((
             orders::status.eq(to),
             orders::updated_at.eq(diesel::dsl::now),
         ))
-        .execute(conn)
-        .await?;
-    Ok(updated == 1)
+        .returning(orders::created_at)
+        .get_result(conn)
+        .await
+        .optional()
 }

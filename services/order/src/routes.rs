@@ -131,10 +131,13 @@ async fn place(
             other => other?,
         };
     Ok(match placed {
-        Placed::New(id) => HttpResponse::Accepted().json(Accepted {
-            order_id: id,
-            status: domain::PENDING.to_owned(),
-        }),
+        Placed::New(id) => {
+            crate::metrics::started();
+            HttpResponse::Accepted().json(Accepted {
+                order_id: id,
+                status: domain::PENDING.to_owned(),
+            })
+        }
         Placed::Replayed(id, status) => HttpResponse::Ok().json(Accepted {
             order_id: id,
             status,

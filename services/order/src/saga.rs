@@ -21,7 +21,7 @@ use shared::events::{
 use shared::outbox::enqueue_event;
 
 use crate::domain::{CANCELLED, CANCELLING, PENDING};
-use crate::repo;
+use crate::{metrics, repo};
 
 pub fn handlers() -> Handlers {
     Handlers::new()
@@ -50,13 +50,14 @@ impl EventHandler<BalanceProcessed> for Complete {
             event.paid_amount,
         )
         .await?;
-        if !completed {
+        let Some(accepted_at) = completed else {
             tracing::warn!(
                 order_id = id,
                 "BalanceProcessed for an order that is not PENDING; ignored"
             );
             return Ok(());
-        }
+        };
+        metrics::finished("completed", "none".into(), accepted_at);
         let next = OrderCompleted {
             order_id: id,
             user_id: event.command.user_id,
@@ -102,7 +103,10 @@ impl EventHandler<StockRestored> for EndCompensation {
         };
         match order.status.as_str() {
             CANCELLING => {
-                repo::transition(conn, id, CANCELLING, CANCELLED).await?;
+                if let Some(accepted_at) = repo::transition(conn, id, CANCELLING, CANCELLED).await?
+                {
+                    metrics::finished("cancelled", "none".into(), accepted_at);
+                }
                 let next = OrderCancelled {
                     order_id: id,
                     user_id: order.user_id,
@@ -130,13 +134,14 @@ async fn fail(
     command: &OrderCommand,
     reason: FailureReason,
 ) -> Result<(), HandlerError> {
-    if !repo::fail(conn, command.order_id, &reason).await? {
+    let Some(accepted_at) = repo::fail(conn, command.order_id, &reason).await? else {
         tracing::warn!(
             order_id = command.order_id,
             "failure for an order that is not PENDING; ignored"
         );
         return Ok(());
-    }
+    };
+    metrics::finished("failed", reason.code.clone(), accepted_at);
     let next = OrderFailed {
         order_id: command.order_id,
         user_id: command.user_id,

@@ -11,6 +11,7 @@
 //! fail harmlessly, the broker redelivers, the inbox absorbs the duplicates) and it reconnects
 //! with backoff. Shutdown stops taking deliveries, drains the in-flight ones and closes.
 
+mod after_commit;
 pub mod handler;
 mod process;
 
@@ -34,6 +35,7 @@ use crate::config::{AmqpSettings, ConsumerSettings};
 use crate::db::PgPool;
 use crate::shutdown::Shutdown;
 
+pub use after_commit::after_commit;
 pub use handler::{AnyEventHandler, EventHandler, Handlers};
 
 /// Everything a delivery's processing needs, shared by the in-flight tasks.

@@ -89,7 +89,7 @@ pub(crate) async fn decide(ctx: &Context, delivery: &Delivery) -> (Disposition, 
         );
     };
 
-    let result: Result<Disposition, HandlerError> = async {
+    let (result, deferred) = super::after_commit::collect(async {
         let mut conn = ctx.pool.get().await?;
         let consumer = ctx.consumer.as_str();
         let envelope = &envelope;
@@ -104,8 +104,14 @@ pub(crate) async fn decide(ctx: &Context, delivery: &Delivery) -> (Disposition, 
             }
         })
         .await
-    }
+    })
     .await;
+    let result: Result<Disposition, HandlerError> = result;
+    if matches!(result, Ok(Disposition::Processed)) {
+        for action in deferred {
+            action();
+        }
+    }
 
     let disposition = match result {
         Ok(disposition) => disposition,
@@ -243,12 +249,13 @@ pub(crate) async fn process(
     }
     let settled = settle(ctx, publisher, &delivery, &disposition).await;
     let labels = [
+        (crate::metrics::SERVICE, ctx.consumer.clone()),
         ("queue", ctx.queue.clone()),
         ("event_type", event_type),
         ("outcome", disposition.outcome_label().to_owned()),
     ];
     metrics::counter!("consumer_messages_total", &labels).increment(1);
-    metrics::histogram!("consumer_handling_seconds", &labels[..2])
+    metrics::histogram!("consumer_handling_seconds", &labels[..3])
         .record(started.elapsed().as_secs_f64());
     settled
 }

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod health;
 pub mod json;
+pub mod metrics;
 pub mod page;
 
 use std::net::TcpListener;
