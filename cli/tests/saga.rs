@@ -188,3 +188,68 @@ async fn cancelling_a_completed_order_refunds_restores_and_ends_cancelled() {
     s.assert_settled().await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn the_monitor_timeline_of_a_failed_order_is_causal_and_shares_one_trace() {
+    let s = System::start().await;
+    let monitor = s.create_product("monitor", "249.00", 5).await;
+    s.charge(8, "10.00").await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let response = s
+        .app(ORDER)
+        .client
+        .post(s.app(ORDER).url("/orders"))
+        .header("traceparent", traceparent)
+        .json(&json!({"user_id": 8, "items": [{"product_id": monitor, "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap();
+    let id = response.json::<serde_json::Value>().await.unwrap()["order_id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(s.wait_terminal(id).await["status"], "FAILED");
+
+    let timeline = testkit::eventually_async(
+        std::time::Duration::from_secs(20),
+        "the whole timeline",
+        || async {
+            let (status, body) = s.app(system::MONITOR).get(&format!("/sagas/{id}")).await;
+            (status == 200 && body["events"].as_array().is_some_and(|e| e.len() == 7))
+                .then_some(body)
+        },
+    )
+    .await;
+    let events = timeline["events"].as_array().unwrap();
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "OrderProcessingStarted",
+            "StockProcessed",
+            "CouponProcessed",
+            "BalanceProcessingFailed",
+            "CouponRestored",
+            "StockRestored",
+            "OrderFailed"
+        ],
+        "forward steps, then the compensations in reverse, in causal order"
+    );
+    for pair in events.windows(2) {
+        assert_eq!(
+            pair[1]["causation_id"], pair[0]["event_id"],
+            "each step caused by the previous one"
+        );
+        assert!(pair[1]["since_previous_ms"].as_f64().unwrap() >= 0.0);
+    }
+    assert!(
+        events
+            .iter()
+            .all(|e| e["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"),
+        "{timeline}"
+    );
+    s.assert_settled().await;
+    s.stop().await;
+}

@@ -27,3 +27,50 @@ pub fn init(service: &str) {
         tracing::debug!(service, "telemetry initialised");
     }
 }
+
+/// A new W3C `traceparent` (version 00, sampled) with random trace and span ids.
+pub fn new_traceparent() -> String {
+    let trace = uuid::Uuid::new_v4().simple().to_string();
+    let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    format!("00-{trace}-{span}-01")
+}
+
+/// Whether `value` is a well-formed W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`, ids not
+/// all zero).
+pub fn is_traceparent(value: &str) -> bool {
+    let parts: Vec<&str> = value.split('-').collect();
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    parts.len() == 4
+        && hex(parts[0], 2)
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
+        && parts[1].bytes().any(|b| b != b'0')
+        && parts[2].bytes().any(|b| b != b'0')
+}
+
+/// The trace id of a `traceparent`, for span fields and timelines.
+pub fn trace_id(traceparent: &str) -> Option<&str> {
+    is_traceparent(traceparent)
+        .then(|| traceparent.split('-').nth(1))
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparents_are_generated_and_checked() {
+        let fresh = new_traceparent();
+        assert!(is_traceparent(&fresh), "{fresh}");
+        assert_eq!(trace_id(&fresh).map(str::len), Some(32));
+        assert!(is_traceparent(
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        ));
+        assert!(!is_traceparent(
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01"
+        ));
+        assert!(!is_traceparent("garbage"));
+    }
+}

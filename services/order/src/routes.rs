@@ -114,11 +114,16 @@ async fn place(
         })?)?),
         None => None,
     };
-    let traceparent = request
-        .headers()
-        .get("traceparent")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
+    // The saga's trace: the caller's W3C trace context if it sent one, else a new trace, so
+    // that every saga's events and log lines share one trace id.
+    let traceparent = Some(
+        request
+            .headers()
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok())
+            .filter(|value| shared::telemetry::is_traceparent(value))
+            .map_or_else(shared::telemetry::new_traceparent, str::to_owned),
+    );
     let mut conn = pool.get().await?;
     let placed =
         match insert_or_replay(&mut conn, &order, key.as_deref(), traceparent.clone()).await {

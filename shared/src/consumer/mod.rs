@@ -198,9 +198,13 @@ impl Consumer {
                     None => break Err(anyhow!("the broker ended the consumer stream")),
                 },
             };
+            let headers = delivery.properties.headers().as_ref();
+            let traceparent = amqp::headers::get_str(headers, amqp::headers::TRACEPARENT);
             let span = tracing::info_span!(
                 "consume",
                 queue = %ctx.queue,
+                saga_id = amqp::headers::get_i64(headers, amqp::headers::SAGA_ID).unwrap_or_default(),
+                trace_id = traceparent.as_deref().and_then(crate::telemetry::trace_id).unwrap_or(""),
                 event_id = delivery.properties.message_id().as_ref().map(|id| id.as_str()).unwrap_or(""),
                 event_type = delivery.properties.kind().as_ref().map(|t| t.as_str()).unwrap_or(""),
             );
