@@ -1,31 +1,83 @@
 //! One tracing setup for every binary: compact lines locally, JSON in containers
-//! (`LOG_FORMAT=json`), `RUST_LOG` respected (default `info`).
+//! (`LOG_FORMAT=json`), `RUST_LOG` respected (default `info`), and OpenTelemetry export over
+//! OTLP/HTTP when the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is set (off otherwise).
 //!
-//! The metrics exporter is installed by each binary's metrics module; the `metrics` facade
-//! calls made here and in the consumer runtime are no-ops until one is.
+//! A saga's trace travels as a W3C `traceparent`: in the HTTP request that created the order,
+//! in every envelope and AMQP header after it. [`continue_trace`] makes a span a child of that
+//! context, so all spans of one saga share one trace id across services; the id is also a span
+//! field (`trace_id`), hence in every log line of the saga.
 
-use tracing_subscriber::EnvFilter;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// Installs the global subscriber. Calling it twice is harmless (the second call is ignored),
 /// which lets tests call it from every test.
 pub fn init(service: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json"));
-    let result = if json {
-        tracing_subscriber::fmt()
+    let fmt = if json {
+        tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
-            .with_env_filter(filter)
-            .try_init()
+            .boxed()
     } else {
-        tracing_subscriber::fmt()
-            .compact()
-            .with_env_filter(filter)
-            .try_init()
+        tracing_subscriber::fmt::layer().compact().boxed()
     };
+    let otel =
+        otlp_tracer(service).map(|tracer| tracing_opentelemetry::layer().with_tracer(tracer));
+    let result = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init();
     if result.is_ok() {
         tracing::debug!(service, "telemetry initialised");
     }
+}
+
+/// The OTLP tracer when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; the exporter reads the standard
+/// `OTEL_EXPORTER_OTLP_*` variables itself.
+fn otlp_tracer(service: &str) -> Option<opentelemetry_sdk::trace::Tracer> {
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .filter(|e| !e.trim().is_empty())?;
+    let exporter = match opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+    {
+        Ok(exporter) => exporter,
+        Err(err) => {
+            eprintln!("OTLP export to {endpoint} disabled: {err}");
+            return None;
+        }
+    };
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(service.to_owned())
+                .build(),
+        )
+        .build();
+    opentelemetry::global::set_tracer_provider(provider.clone());
+    Some(provider.tracer(service.to_owned()))
+}
+
+/// Makes `span` part of the trace `traceparent` names (a no-op without OTLP export or with a
+/// malformed value).
+pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
+    let Some(traceparent) = traceparent.filter(|tp| is_traceparent(tp)) else {
+        return;
+    };
+    let carrier =
+        std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let context = TraceContextPropagator::new().extract(&carrier);
+    let _ = span.set_parent(context);
 }
 
 /// A new W3C `traceparent` (version 00, sampled) with random trace and span ids.

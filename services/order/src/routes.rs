@@ -124,6 +124,10 @@ async fn place(
             .filter(|value| shared::telemetry::is_traceparent(value))
             .map_or_else(shared::telemetry::new_traceparent, str::to_owned),
     );
+    let trace_id = traceparent
+        .as_deref()
+        .and_then(shared::telemetry::trace_id)
+        .map(str::to_owned);
     let mut conn = pool.get().await?;
     let placed =
         match insert_or_replay(&mut conn, &order, key.as_deref(), traceparent.clone()).await {
@@ -138,6 +142,11 @@ async fn place(
     Ok(match placed {
         Placed::New(id) => {
             crate::metrics::started();
+            tracing::info!(
+                order_id = id,
+                trace_id = trace_id.as_deref().unwrap_or(""),
+                "order accepted"
+            );
             HttpResponse::Accepted().json(Accepted {
                 order_id: id,
                 status: domain::PENDING.to_owned(),

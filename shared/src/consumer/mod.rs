@@ -208,6 +208,7 @@ impl Consumer {
                 event_id = delivery.properties.message_id().as_ref().map(|id| id.as_str()).unwrap_or(""),
                 event_type = delivery.properties.kind().as_ref().map(|t| t.as_str()).unwrap_or(""),
             );
+            crate::telemetry::continue_trace(&span, traceparent.as_deref());
             let (ctx, publisher, broken) = (ctx.clone(), publisher.clone(), broken.clone());
             tokio::spawn(
                 async move {
