@@ -31,12 +31,16 @@ async fn collector() -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
                 let mut buffer = Vec::new();
                 let mut chunk = [0u8; 8192];
                 loop {
-                    let Ok(read) = socket.read(&mut chunk).await else { return };
+                    let Ok(read) = socket.read(&mut chunk).await else {
+                        return;
+                    };
                     if read == 0 {
                         return;
                     }
                     buffer.extend_from_slice(&chunk[..read]);
-                    let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+                    let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
                     let head = String::from_utf8_lossy(&buffer[..end]).to_lowercase();
                     let length: usize = head
                         .lines()
@@ -44,9 +48,13 @@ async fn collector() -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
                         .and_then(|v| v.trim().parse().ok())
                         .unwrap_or(0);
                     if buffer.len() >= end + 4 + length {
-                        sink.lock().unwrap().push(buffer[end + 4..end + 4 + length].to_vec());
+                        sink.lock()
+                            .unwrap()
+                            .push(buffer[end + 4..end + 4 + length].to_vec());
                         buffer.drain(..end + 4 + length);
-                        let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+                        let _ = socket
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                            .await;
                     }
                 }
             });
@@ -56,7 +64,11 @@ async fn collector() -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[tokio::test]
@@ -64,7 +76,15 @@ async fn spans_are_exported_in_the_sagas_trace_when_an_endpoint_is_set() {
     init_tracing();
     let db = TestDb::with_migrations(vec![balance_service::MIGRATIONS]).await;
     let amqp = TestAmqp::new().await;
-    amqp.remember_consumer(balance_service::NAME, &[Duration::from_millis(1000), Duration::from_millis(5000), Duration::from_millis(30000), Duration::from_millis(120000)]);
+    amqp.remember_consumer(
+        balance_service::NAME,
+        &[
+            Duration::from_millis(1000),
+            Duration::from_millis(5000),
+            Duration::from_millis(30000),
+            Duration::from_millis(120000),
+        ],
+    );
     let (collector_port, bodies) = collector().await;
     let port = free_port();
     let _service = tokio::process::Command::new(env!("CARGO_BIN_EXE_balance-service"))
@@ -72,28 +92,49 @@ async fn spans_are_exported_in_the_sagas_trace_when_an_endpoint_is_set() {
         .env("BALANCE_PORT", port.to_string())
         .env("AMQP_URL", &amqp.url)
         .env("AMQP_PREFIX", &amqp.prefix)
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{collector_port}"))
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{collector_port}"),
+        )
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .env("RUST_LOG", "info")
         .kill_on_drop(true)
         .spawn()
         .unwrap();
     let client = reqwest::Client::new();
-    eventually_async(Duration::from_secs(30), "the service to be ready", || async {
-        let ready = client.get(format!("http://127.0.0.1:{port}/ready")).send().await.ok()?;
-        ready.status().is_success().then_some(())
-    })
+    eventually_async(
+        Duration::from_secs(30),
+        "the service to be ready",
+        || async {
+            let ready = client
+                .get(format!("http://127.0.0.1:{port}/ready"))
+                .send()
+                .await
+                .ok()?;
+            ready.status().is_success().then_some(())
+        },
+    )
     .await;
 
     let event = CouponProcessed {
-        command: OrderCommand { order_id: 7, user_id: 3, items: vec![OrderLine { product_id: 1, quantity: 1 }], user_coupon_id: None },
+        command: OrderCommand {
+            order_id: 7,
+            user_id: 3,
+            items: vec![OrderLine {
+                product_id: 1,
+                quantity: 1,
+            }],
+            user_coupon_id: None,
+        },
         items: vec![],
         total_amount: 10.into(),
         discount_amount: 0.into(),
         amount_to_pay: 10.into(),
     };
     let traceparent = format!("00-{TRACE_ID}-00f067aa0ba902b7-01");
-    let envelope = Envelope::new(&event, Some(7)).unwrap().with_traceparent(Some(traceparent.clone()));
+    let envelope = Envelope::new(&event, Some(7))
+        .unwrap()
+        .with_traceparent(Some(traceparent.clone()));
     let mut table = FieldTable::default();
     headers::set_str(&mut table, headers::TRACEPARENT, &traceparent);
     amqp.channel
@@ -111,10 +152,19 @@ async fn spans_are_exported_in_the_sagas_trace_when_an_endpoint_is_set() {
         .unwrap();
 
     // OTLP protobuf carries the trace id as its 16 raw bytes.
-    let trace_bytes: Vec<u8> = (0..16).map(|i| u8::from_str_radix(&TRACE_ID[2 * i..2 * i + 2], 16).unwrap()).collect();
-    eventually_async(Duration::from_secs(30), "a span of the saga's trace at the collector", || async {
-        let bodies = bodies.lock().unwrap();
-        bodies.iter().any(|body| body.windows(16).any(|w| w == trace_bytes.as_slice())).then_some(())
-    })
+    let trace_bytes: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&TRACE_ID[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    eventually_async(
+        Duration::from_secs(30),
+        "a span of the saga's trace at the collector",
+        || async {
+            let bodies = bodies.lock().unwrap();
+            bodies
+                .iter()
+                .any(|body| body.windows(16).any(|w| w == trace_bytes.as_slice()))
+                .then_some(())
+        },
+    )
     .await;
 }
