@@ -253,3 +253,79 @@ async fn the_monitor_timeline_of_a_failed_order_is_causal_and_shares_one_trace()
     s.assert_settled().await;
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_stalled_saga_is_listed_as_stuck_until_it_moves_on() {
+    let mut s = System::start().await;
+    let cable = s.create_product("cable", "9.99", 10).await;
+    s.charge(9, "100.00").await;
+    // Balance is down: the saga stalls after the coupon step.
+    s.apps.remove(system::BALANCE).unwrap().stop().await;
+    let id = s.place(9, &[(cable, 1)], None).await;
+
+    let monitor = s.app(system::MONITOR).base_url.clone();
+    let client = reqwest::Client::new();
+    let stuck = |path: &'static str| {
+        let request = client.get(format!("{monitor}{path}"));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let listed = testkit::eventually_async(
+        std::time::Duration::from_secs(20),
+        "the saga listed as stuck",
+        || async {
+            let (_, body) = stuck("/sagas?state=stuck&older_than=300ms").await;
+            body["sagas"]
+                .as_array()?
+                .iter()
+                .find(|saga| saga["order_id"] == id)
+                .cloned()
+        },
+    )
+    .await;
+    assert_eq!(listed["last_event_type"], "CouponProcessed", "{listed}");
+    assert_eq!(listed["state"], "in_flight");
+
+    let balance = testkit::service::TestApp::start(
+        balance_service::build(&testkit::service::service_settings(
+            system::BALANCE,
+            &s.dbs[system::BALANCE],
+            &s.amqp,
+        ))
+        .await
+        .unwrap(),
+    );
+    s.apps.insert(system::BALANCE, balance);
+    assert_eq!(s.wait_terminal(id).await["status"], "COMPLETED");
+    testkit::eventually_async(
+        std::time::Duration::from_secs(20),
+        "the saga no longer stuck but completed",
+        || async {
+            let (_, stuck_now) = stuck("/sagas?state=stuck&older_than=0s").await;
+            let (_, completed) = stuck("/sagas?state=completed").await;
+            let in_stuck = stuck_now["sagas"]
+                .as_array()?
+                .iter()
+                .any(|saga| saga["order_id"] == id);
+            let in_completed = completed["sagas"]
+                .as_array()?
+                .iter()
+                .any(|saga| saga["order_id"] == id);
+            (!in_stuck && in_completed).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        stuck("/sagas?state=bogus").await.1["error"]["field"],
+        "state"
+    );
+    assert_eq!(
+        stuck("/sagas?state=stuck&older_than=soon").await.1["error"]["field"],
+        "older_than"
+    );
+    s.assert_settled().await;
+    s.stop().await;
+}
