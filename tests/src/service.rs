@@ -33,6 +33,31 @@ pub fn service_settings(name: &str, db: &TestDb, amqp: &TestAmqp) -> ServiceSett
     }
 }
 
+/// One service under test with its own database and AMQP prefix, running and ready.
+pub struct Setup {
+    pub db: TestDb,
+    pub amqp: TestAmqp,
+    pub app: TestApp,
+}
+
+impl Setup {
+    /// Creates a database with `migrations`, a prefix, builds the service named `name` with
+    /// `build`, starts it and waits until it is ready.
+    pub async fn start(
+        name: &str,
+        migrations: diesel_migrations::EmbeddedMigrations,
+        build: impl AsyncFnOnce(&ServiceSettings) -> anyhow::Result<Application>,
+    ) -> Self {
+        crate::init_tracing();
+        let db = TestDb::with_migrations(vec![migrations]).await;
+        let amqp = TestAmqp::new().await;
+        let settings = service_settings(name, &db, &amqp);
+        let app = TestApp::start(build(&settings).await.expect("build the service"));
+        app.wait_ready().await;
+        Self { db, amqp, app }
+    }
+}
+
 /// A service running in the background, reachable at `base_url`.
 pub struct TestApp {
     pub base_url: String,

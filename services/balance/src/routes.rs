@@ -49,14 +49,7 @@ struct HistoryPage {
 }
 
 fn user_id(raw: i64) -> Result<i64, ApiError> {
-    if raw > 0 {
-        Ok(raw)
-    } else {
-        Err(ApiError::validation(
-            "user_id",
-            "must be a positive integer",
-        ))
-    }
+    shared::http::positive_id("user_id", raw)
 }
 
 fn charge_amount(amount: Decimal) -> Result<Decimal, ApiError> {

@@ -13,23 +13,16 @@ use shared::events::{
     BalanceProcessed, BalanceProcessingFailed, BalanceRestorationRequested, CouponProcessed,
     FailureReason, OrderCommand, OrderLine, PaymentRefunded, PricedItem,
 };
-use testkit::service::{TestApp, outbox_events, publish, service_settings};
+use testkit::service::{Setup, TestApp, outbox_events, publish, service_settings};
 use testkit::{TestAmqp, TestDb, eventually_async, init_tracing};
 
-struct Setup {
-    db: TestDb,
-    amqp: TestAmqp,
-    app: TestApp,
-}
-
 async fn start() -> Setup {
-    init_tracing();
-    let db = TestDb::with_migrations(vec![balance_service::MIGRATIONS]).await;
-    let amqp = TestAmqp::new().await;
-    let settings = service_settings(balance_service::NAME, &db, &amqp);
-    let app = TestApp::start(balance_service::build(&settings).await.expect("build"));
-    app.wait_ready().await;
-    Setup { db, amqp, app }
+    Setup::start(
+        balance_service::NAME,
+        balance_service::MIGRATIONS,
+        balance_service::build,
+    )
+    .await
 }
 
 fn money(text: &str) -> Decimal {

@@ -112,14 +112,7 @@ struct OwnedPage {
 }
 
 fn user_id(raw: i64) -> Result<i64, ApiError> {
-    if raw > 0 {
-        Ok(raw)
-    } else {
-        Err(ApiError::validation(
-            "user_id",
-            "must be a positive integer",
-        ))
-    }
+    shared::http::positive_id("user_id", raw)
 }
 
 /// The request as a row to insert, or the first field that breaks a rule.

@@ -22,23 +22,16 @@ use diesel_async::RunQueryDsl;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use shared::envelope::Envelope;
-use testkit::service::{TestApp, outbox_events, service_settings};
-use testkit::{TestAmqp, TestDb, eventually_async, init_tracing};
-
-struct Setup {
-    db: TestDb,
-    amqp: TestAmqp,
-    app: TestApp,
-}
+use testkit::service::{Setup, TestApp, outbox_events};
+use testkit::{TestDb, eventually_async};
 
 async fn start() -> Setup {
-    init_tracing();
-    let db = TestDb::with_migrations(vec![coupon_service::MIGRATIONS]).await;
-    let amqp = TestAmqp::new().await;
-    let settings = service_settings(coupon_service::NAME, &db, &amqp);
-    let app = TestApp::start(coupon_service::build(&settings).await.expect("build"));
-    app.wait_ready().await;
-    Setup { db, amqp, app }
+    Setup::start(
+        coupon_service::NAME,
+        coupon_service::MIGRATIONS,
+        coupon_service::build,
+    )
+    .await
 }
 
 fn money(text: &str) -> Decimal {

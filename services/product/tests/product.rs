@@ -14,23 +14,16 @@ use shared::events::{
     PricedItem, StockFailed, StockProcessed, StockRestored,
 };
 use testkit::effects::count;
-use testkit::service::{TestApp, outbox_events, publish, service_settings};
-use testkit::{TestAmqp, TestDb, eventually_async, init_tracing};
-
-struct Setup {
-    db: TestDb,
-    amqp: TestAmqp,
-    app: TestApp,
-}
+use testkit::service::{Setup, TestApp, outbox_events, publish};
+use testkit::{TestDb, eventually_async};
 
 async fn start() -> Setup {
-    init_tracing();
-    let db = TestDb::with_migrations(vec![product_service::MIGRATIONS]).await;
-    let amqp = TestAmqp::new().await;
-    let settings = service_settings(product_service::NAME, &db, &amqp);
-    let app = TestApp::start(product_service::build(&settings).await.expect("build"));
-    app.wait_ready().await;
-    Setup { db, amqp, app }
+    Setup::start(
+        product_service::NAME,
+        product_service::MIGRATIONS,
+        product_service::build,
+    )
+    .await
 }
 
 fn money(text: &str) -> Decimal {

@@ -15,6 +15,15 @@ pub use error::{ApiError, ErrorBody, api_error};
 pub use json::{ValidJson, configure_extractors};
 pub use page::Page;
 
+/// `raw` if it is a positive id, else a 422 naming `field`.
+pub fn positive_id(field: &str, raw: i64) -> Result<i64, ApiError> {
+    if raw > 0 {
+        Ok(raw)
+    } else {
+        Err(ApiError::validation(field, "must be a positive integer"))
+    }
+}
+
 /// Binds `host:port` (port 0 picks a free one) and returns the listener and its real port.
 pub fn bind(host: &str, port: u16) -> anyhow::Result<(TcpListener, u16)> {
     let listener =
