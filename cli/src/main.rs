@@ -5,11 +5,13 @@
 //! - `sagactl seed`: demo products, a coupon and charged users, through the services' own APIs.
 //! - `sagactl dlq list|show|replay|purge`: dead-letter operations, audited.
 //! - `sagactl outbox pending`: unpublished outbox rows older than a threshold.
+//! - `sagactl verify`: the invariants of DESIGN.md section 7, checked across all databases.
 
 mod dlq;
 mod outbox;
 mod seed;
 mod up;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +37,8 @@ enum Command {
     Dlq(dlq::DlqArgs),
     /// The outbox as the relay sees it.
     Outbox(outbox::OutboxArgs),
+    /// Check the saga invariants across the service databases; non-zero exit on a violation.
+    Verify(verify::VerifyArgs),
 }
 
 #[tokio::main]
@@ -45,5 +49,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Seed(targets) => seed::run(&targets).await.map(|_| ()),
         Command::Dlq(args) => dlq::run(args).await,
         Command::Outbox(args) => outbox::run(args).await,
+        Command::Verify(args) => verify::run(args).await,
     }
 }

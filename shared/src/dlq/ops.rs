@@ -135,6 +135,28 @@ impl Operator {
             .collect()
     }
 
+    /// How many messages wait in `queue` (passively declared: a missing queue is an error).
+    pub async fn depth(&self, queue: &str) -> anyhow::Result<u32> {
+        let channel = self
+            .connection
+            .create_channel()
+            .await
+            .context("opening channel")?;
+        let declared = channel
+            .queue_declare(
+                short(queue)?,
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .with_context(|| format!("queue {queue} does not exist"))?;
+        let _ = channel.close(200, "depth read".into()).await;
+        Ok(declared.message_count())
+    }
+
     /// Every selected queue with its depth and its messages matching `filter`; moves nothing.
     pub async fn list(&self, filter: &Filter) -> anyhow::Result<Vec<Listing>> {
         let mut listings = Vec::new();
