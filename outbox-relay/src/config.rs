@@ -22,9 +22,11 @@ pub struct RelaySettings {
     /// `RELAY_CLAIMERS`: concurrent claim loops per database, each with its own channel, so one
     /// batch's database work overlaps another's broker round trip. Batches of different claimers
     /// (and of several relays) reach the broker in no particular order relative to each other.
-    /// The saga does not need more: each event is produced by handling the one before it, so one
-    /// saga's events are committed, hence published, one after the other. Set 1 (and run one
-    /// relay) where unrelated events of one database must keep their commit order.
+    /// The saga does not need more: a step's event is produced by handling the previous step's,
+    /// so it cannot be published before its cause. Only events of one database that are not
+    /// each other's cause may swap (an `OrderCompleted` and the cancellation request that
+    /// followed it over HTTP); no consumer depends on their order, the monitor keeps the later
+    /// state. Set 1 (and run one relay) where a database's events must keep commit order.
     pub claimers: usize,
     /// `RELAY_POLL_INTERVAL_MS`: fallback poll when no notification arrives; NOTIFY is the hot
     /// path, this only catches what a lost notification missed.
