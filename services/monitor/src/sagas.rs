@@ -77,13 +77,16 @@ pub async fn advance(conn: &mut AsyncPgConnection, envelope: &Envelope) -> Query
         return Ok(());
     };
     let state = state_after(&envelope.event_type);
-    // A cancelling saga stays cancelling through its compensations; terminal states stay.
+    // Events may arrive out of order when they are not each other's cause (a cancellation
+    // request can overtake the OrderCompleted before it): failed and cancelled are final, a
+    // completed saga only moves on to cancelling, a cancelling one only to cancelled.
     diesel::sql_query(
         "INSERT INTO sagas (saga_id, state, started_at, last_event_at, last_event_type) \
          VALUES ($1, $2, $3, $3, $4) \
          ON CONFLICT (saga_id) DO UPDATE SET \
-           state = CASE WHEN sagas.state IN ('completed','failed','cancelled') AND EXCLUDED.state = 'in_flight' THEN sagas.state \
-                        WHEN sagas.state = 'cancelling' AND EXCLUDED.state = 'in_flight' THEN 'cancelling' \
+           state = CASE WHEN sagas.state IN ('failed', 'cancelled') THEN sagas.state \
+                        WHEN sagas.state = 'completed' AND EXCLUDED.state = 'in_flight' THEN sagas.state \
+                        WHEN sagas.state = 'cancelling' AND EXCLUDED.state IN ('in_flight', 'completed') THEN sagas.state \
                         ELSE EXCLUDED.state END, \
            started_at = LEAST(sagas.started_at, EXCLUDED.started_at), \
            last_event_at = GREATEST(sagas.last_event_at, EXCLUDED.last_event_at), \
