@@ -114,35 +114,18 @@ impl TestAmqp {
 
     /// Reads (and acks) messages from `queue` until `count` arrived, failing after `deadline`.
     pub async fn take(&self, queue: &str, count: usize, deadline: Duration) -> Vec<Delivery> {
-        let channel = self.connection.create_channel().await.expect("channel");
-        let mut consumer = channel
-            .basic_consume(
-                queue.into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .expect("consume");
         let mut out = Vec::with_capacity(count);
-        let collect = async {
-            while out.len() < count {
-                let Some(delivery) = consumer.next().await else {
-                    break;
-                };
-                let delivery = delivery.expect("delivery");
-                delivery
-                    .acker
-                    .ack(BasicAckOptions::default())
-                    .await
-                    .expect("ack");
+        if count == 0 {
+            return out;
+        }
+        let done = self
+            .consume_until(queue, deadline, |delivery| {
                 out.push(delivery);
-            }
-        };
-        let timed_out = tokio::time::timeout(deadline, collect).await.is_err();
-        let _ = channel.close(200, "done".into()).await;
+                out.len() >= count
+            })
+            .await;
         assert!(
-            !timed_out,
+            done,
             "timed out after {deadline:?} with {} of {count} messages from {queue}",
             out.len()
         );
@@ -158,6 +141,35 @@ impl TestAmqp {
         expected: &std::collections::HashSet<String>,
         deadline: Duration,
     ) -> usize {
+        let mut missing = expected.clone();
+        let mut deliveries = 0;
+        let done = missing.is_empty()
+            || self
+                .consume_until(queue, deadline, |delivery| {
+                    deliveries += 1;
+                    if let Some(id) = delivery.properties.message_id() {
+                        missing.remove(id.as_str());
+                    }
+                    missing.is_empty()
+                })
+                .await;
+        assert!(
+            done,
+            "after {deadline:?} and {deliveries} deliveries, {} of {} ids never arrived on {queue}",
+            missing.len(),
+            expected.len()
+        );
+        deliveries
+    }
+
+    /// Consumes and acks `queue`, handing each delivery to `enough` until it says so (true) or
+    /// `deadline` passes (false).
+    async fn consume_until(
+        &self,
+        queue: &str,
+        deadline: Duration,
+        mut enough: impl FnMut(Delivery) -> bool,
+    ) -> bool {
         let channel = self.connection.create_channel().await.expect("channel");
         let mut consumer = channel
             .basic_consume(
@@ -168,34 +180,25 @@ impl TestAmqp {
             )
             .await
             .expect("consume");
-        let mut missing = expected.clone();
-        let mut deliveries = 0;
         let collect = async {
-            while !missing.is_empty() {
-                let Some(delivery) = consumer.next().await else {
-                    break;
-                };
+            while let Some(delivery) = consumer.next().await {
                 let delivery = delivery.expect("delivery");
                 delivery
                     .acker
                     .ack(BasicAckOptions::default())
                     .await
                     .expect("ack");
-                deliveries += 1;
-                if let Some(id) = delivery.properties.message_id() {
-                    missing.remove(id.as_str());
+                if enough(delivery) {
+                    return true;
                 }
             }
+            false
         };
-        let timed_out = tokio::time::timeout(deadline, collect).await.is_err();
+        let done = tokio::time::timeout(deadline, collect)
+            .await
+            .unwrap_or(false);
         let _ = channel.close(200, "done".into()).await;
-        assert!(
-            !timed_out && missing.is_empty(),
-            "after {deadline:?} and {deliveries} deliveries, {} of {} ids never arrived on {queue}",
-            missing.len(),
-            expected.len()
-        );
-        deliveries
+        done
     }
 
     /// How many messages wait in `queue` (ready, not unacked).

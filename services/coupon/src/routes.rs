@@ -270,14 +270,10 @@ async fn owned(
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = user_id(path.into_inner())?;
-    let page = query
-        .into_inner()
-        .validate()
-        .map_err(|(field, message)| ApiError::validation(field, message))?;
+    let page = query.into_inner().page()?;
     let mut conn = pool.get().await?;
     let mut rows = repo::owned(&mut conn, user_id, page.offset(), page.fetch_limit()).await?;
-    let has_more = rows.len() as i64 > page.page_size;
-    rows.truncate(usize::try_from(page.page_size).unwrap_or(usize::MAX));
+    let has_more = page.trim(&mut rows);
     Ok(HttpResponse::Ok().json(OwnedPage {
         user_id,
         coupons: rows

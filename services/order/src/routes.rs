@@ -276,13 +276,11 @@ async fn list(
         page: query.page,
         page_size: query.page_size,
     }
-    .validate()
-    .map_err(|(field, message)| ApiError::validation(field, message))?;
+    .page()?;
     let mut conn = pool.get().await?;
     let mut orders =
         repo::list_for_user(&mut conn, user_id, page.offset(), page.fetch_limit()).await?;
-    let has_more = orders.len() as i64 > page.page_size;
-    orders.truncate(usize::try_from(page.page_size).unwrap_or(usize::MAX));
+    let has_more = page.trim(&mut orders);
     let ids: Vec<i64> = orders.iter().map(|order| order.id).collect();
     let items = repo::items(&mut conn, &ids).await?;
     Ok(HttpResponse::Ok().json(OrderPage {

@@ -129,14 +129,10 @@ async fn list(
     pool: web::Data<PgPool>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let page = query
-        .into_inner()
-        .validate()
-        .map_err(|(field, message)| ApiError::validation(field, message))?;
+    let page = query.into_inner().page()?;
     let mut conn = pool.get().await?;
     let mut rows = repo::list(&mut conn, page.offset(), page.fetch_limit()).await?;
-    let has_more = rows.len() as i64 > page.page_size;
-    rows.truncate(usize::try_from(page.page_size).unwrap_or(usize::MAX));
+    let has_more = page.trim(&mut rows);
     Ok(HttpResponse::Ok().json(ProductPage {
         products: rows.into_iter().map(ProductView::from).collect(),
         page: page.page,

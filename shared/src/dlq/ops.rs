@@ -142,19 +142,9 @@ impl Operator {
             .create_channel()
             .await
             .context("opening channel")?;
-        let declared = channel
-            .queue_declare(
-                short(queue)?,
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .with_context(|| format!("queue {queue} does not exist"))?;
+        let depth = passive_depth(&channel, queue).await?;
         let _ = channel.close(200, "depth read".into()).await;
-        Ok(declared.message_count())
+        Ok(depth)
     }
 
     /// Every selected queue with its depth and its messages matching `filter`; moves nothing.
@@ -326,18 +316,7 @@ impl Operator {
             .create_channel()
             .await
             .context("opening channel")?;
-        let declared = channel
-            .queue_declare(
-                short(queue)?,
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .with_context(|| format!("dead-letter queue {queue} does not exist"))?;
-        let depth = declared.message_count();
+        let depth = passive_depth(&channel, queue).await?;
         let tag = format!("sagactl-{}", uuid::Uuid::new_v4().simple());
         let mut snapshot = Snapshot {
             queue: queue.to_owned(),
@@ -379,6 +358,23 @@ impl Operator {
         }
         Ok(snapshot)
     }
+}
+
+/// The depth of `queue` on `channel`, declaring passively: a missing queue is an error, never a
+/// new empty queue.
+async fn passive_depth(channel: &Channel, queue: &str) -> anyhow::Result<u32> {
+    let declared = channel
+        .queue_declare(
+            short(queue)?,
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("queue {queue} does not exist"))?;
+    Ok(declared.message_count())
 }
 
 /// The dead letter's headers for its replayed copy: dead-letter and retry headers dropped, a

@@ -37,7 +37,23 @@ impl PageQuery {
     }
 }
 
+impl PageQuery {
+    /// The page, or a 422 naming the parameter out of range.
+    pub fn page(self) -> Result<Page, super::ApiError> {
+        self.validate()
+            .map_err(|(field, message)| super::ApiError::validation(field, message))
+    }
+}
+
 impl Page {
+    /// Cuts `rows` (fetched with [`Page::fetch_limit`]) to the page; true if another page follows.
+    pub fn trim<T>(&self, rows: &mut Vec<T>) -> bool {
+        let size = usize::try_from(self.page_size).unwrap_or(usize::MAX);
+        let has_more = rows.len() > size;
+        rows.truncate(size);
+        has_more
+    }
+
     pub fn offset(&self) -> i64 {
         (self.page - 1).saturating_mul(self.page_size)
     }
