@@ -92,15 +92,15 @@ pub fn ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-struct Ticks {
-    comm: String,
+pub struct Ticks {
+    pub comm: String,
     /// utime + stime.
-    own: u64,
+    pub own: u64,
     /// cutime + cstime: reaped children.
-    children: u64,
+    pub children: u64,
 }
 
-fn process_ticks(pid: u32) -> Option<Ticks> {
+pub fn process_ticks(pid: u32) -> Option<Ticks> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is parenthesised and may itself contain spaces or parentheses.
     let open = stat.find('(')?;
@@ -116,7 +116,7 @@ fn process_ticks(pid: u32) -> Option<Ticks> {
     })
 }
 
-fn ticks_by_comm(comm: &str) -> u64 {
+pub fn ticks_by_comm(comm: &str) -> u64 {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0;
     };
@@ -132,7 +132,7 @@ fn ticks_by_comm(comm: &str) -> u64 {
 
 /// Non-idle ticks summed over all cores, from the first line of /proc/stat (user, nice, system,
 /// idle, iowait, irq, softirq, steal; guest time is already inside user).
-fn machine_busy_ticks() -> u64 {
+pub fn machine_busy_ticks() -> u64 {
     let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
         return 0;
     };

@@ -15,7 +15,6 @@
 
 mod ceiling;
 mod consumer;
-mod cpu;
 mod infra;
 mod params;
 mod relay;
@@ -27,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use bench::cpu;
 
 use crate::infra::{BenchBroker, BenchDb, server_version};
 use crate::params::Params;

@@ -58,6 +58,7 @@ pub async fn run(settings: RelaySettings, shutdown: Shutdown) -> anyhow::Result<
             name,
             url: url.clone(),
             pool,
+            help: tokio::sync::Notify::new(),
         });
         let (wake_tx, wake_rx) = tokio::sync::watch::channel(0u64);
         tasks.spawn(listener::run(

@@ -45,7 +45,7 @@ pub fn discount(discount_type: &str, value: Decimal, total: Decimal) -> Option<D
 }
 
 /// Why `held` cannot pay for an order of `user_id`, if it cannot.
-fn refusal(held: &Held, user_id: i64) -> Option<FailureReason> {
+pub fn refusal(held: &Held, user_id: i64) -> Option<FailureReason> {
     let id = held.user_coupon.id;
     if held.user_coupon.user_id != user_id {
         return Some(FailureReason::new(

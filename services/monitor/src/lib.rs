@@ -21,6 +21,9 @@ pub const NAME: &str = "monitor";
 pub const DEFAULT_PORT: u16 = 8085;
 
 /// Prepares the database and binds the service; the admin API is on if `ADMIN_TOKEN` is set.
+/// Events applied in one transaction at most, when that many are waiting.
+pub const BATCH: usize = 32;
+
 pub async fn build(settings: &ServiceSettings) -> anyhow::Result<Application> {
     build_with_admin(settings, admin::AdminSettings::from_env(&settings.amqp)).await
 }
@@ -42,7 +45,10 @@ pub async fn build_with_admin(
     Ok(Application::build(
         settings,
         pool,
-        Handlers::new().on_any(store::Record),
+        // Every saga event reaches the monitor, five per order: batching them is what keeps the
+        // observer from costing as much as the saga. Safe: its only shared rows are keyed by
+        // saga, which batches lock in saga order.
+        Handlers::new().on_any(store::Record).batched(BATCH),
         routes,
     )?
     .with_task(move |shutdown| {

@@ -23,11 +23,16 @@ use shared::outbox::enqueue_event;
 use crate::domain::{CANCELLED, CANCELLING, PENDING};
 use crate::{metrics, repo};
 
+/// Messages applied in one transaction at most, when that many are waiting. Batching is safe
+/// here: every handler touches only its own order's rows, which batches lock in order id order.
+pub const BATCH: usize = 16;
+
 pub fn handlers() -> Handlers {
     Handlers::new()
         .on::<BalanceProcessed>(Complete)
         .on::<StockFailed>(FailWithoutCompensation)
         .on::<StockRestored>(EndCompensation)
+        .batched(BATCH)
 }
 
 struct Complete;

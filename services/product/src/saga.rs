@@ -109,7 +109,7 @@ impl EventHandler<OrderProcessingStarted> for Reserve {
 }
 
 /// The quantity wanted per product (an order may name a product on several lines), in id order.
-fn quantities(lines: &[OrderLine]) -> anyhow::Result<BTreeMap<i64, i64>> {
+pub fn quantities(lines: &[OrderLine]) -> anyhow::Result<BTreeMap<i64, i64>> {
     anyhow::ensure!(!lines.is_empty(), "the order has no items");
     let mut wanted = BTreeMap::new();
     for line in lines {
@@ -126,7 +126,7 @@ fn quantities(lines: &[OrderLine]) -> anyhow::Result<BTreeMap<i64, i64>> {
 }
 
 /// Every product exists (checked first) and has enough stock; else why not, naming the product.
-fn check(
+pub fn check(
     wanted: &BTreeMap<i64, i64>,
     products: &BTreeMap<i64, Product>,
 ) -> Result<(), FailureReason> {
@@ -149,7 +149,7 @@ fn check(
 }
 
 /// The order's lines at today's prices and their total, or why the total cannot be paid.
-fn price(
+pub fn price(
     lines: &[OrderLine],
     products: &BTreeMap<i64, Product>,
 ) -> Result<(Vec<PricedItem>, Decimal), FailureReason> {

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::Connection;
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
@@ -198,22 +198,32 @@ impl Consumer {
                     None => break Err(anyhow!("the broker ended the consumer stream")),
                 },
             };
-            let headers = delivery.properties.headers().as_ref();
-            let traceparent = amqp::headers::get_str(headers, amqp::headers::TRACEPARENT);
-            let span = tracing::info_span!(
-                "consume",
-                queue = %ctx.queue,
-                saga_id = amqp::headers::get_i64(headers, amqp::headers::SAGA_ID).unwrap_or_default(),
-                trace_id = traceparent.as_deref().and_then(crate::telemetry::trace_id).unwrap_or(""),
-                event_id = delivery.properties.message_id().as_ref().map(|id| id.as_str()).unwrap_or(""),
-                event_type = delivery.properties.kind().as_ref().map(|t| t.as_str()).unwrap_or(""),
-            );
-            crate::telemetry::continue_trace(&span, traceparent.as_deref());
+            // Whatever else is already here joins the batch (never waiting for more).
+            let mut batch = vec![delivery];
+            let mut stream_end = None;
+            while batch.len() < ctx.handlers.batch_size() {
+                match deliveries.next().now_or_never() {
+                    Some(Some(Ok(next))) => batch.push(next),
+                    Some(Some(Err(err))) => {
+                        stream_end = Some(anyhow::Error::new(err).context("consumer stream"));
+                        break;
+                    }
+                    Some(None) => {
+                        stream_end = Some(anyhow!("the broker ended the consumer stream"));
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            let span = match batch.as_slice() {
+                [delivery] => delivery_span(&ctx.queue, delivery),
+                _ => tracing::info_span!("consume_batch", queue = %ctx.queue, size = batch.len()),
+            };
             let (ctx, publisher, broken) = (ctx.clone(), publisher.clone(), broken.clone());
             tokio::spawn(
                 async move {
                     if let Err(process::ChannelBroken(reason)) =
-                        process::process(&ctx, &publisher, delivery).await
+                        process::process_batch(&ctx, &publisher, batch).await
                     {
                         tracing::warn!(%reason, "message left unacked; it will be redelivered");
                         broken.notify_one();
@@ -222,6 +232,9 @@ impl Consumer {
                 }
                 .instrument(span),
             );
+            if let Some(err) = stream_end {
+                break Err(err);
+            }
         };
 
         if matches!(end, Ok(SessionEnd::Shutdown)) {
@@ -238,4 +251,20 @@ impl Consumer {
         let _ = publisher.close(200, "draining done".into()).await;
         end
     }
+}
+
+/// The span of one delivery, with the saga, trace and event ids from its properties.
+fn delivery_span(queue: &str, delivery: &lapin::message::Delivery) -> tracing::Span {
+    let headers = delivery.properties.headers().as_ref();
+    let traceparent = amqp::headers::get_str(headers, amqp::headers::TRACEPARENT);
+    let span = tracing::info_span!(
+        "consume",
+        queue = %queue,
+        saga_id = amqp::headers::get_i64(headers, amqp::headers::SAGA_ID).unwrap_or_default(),
+        trace_id = traceparent.as_deref().and_then(crate::telemetry::trace_id).unwrap_or(""),
+        event_id = delivery.properties.message_id().as_ref().map(|id| id.as_str()).unwrap_or(""),
+        event_type = delivery.properties.kind().as_ref().map(|t| t.as_str()).unwrap_or(""),
+    );
+    crate::telemetry::continue_trace(&span, traceparent.as_deref());
+    span
 }

@@ -248,6 +248,11 @@ pub(crate) async fn process(
         }
     }
     let settled = settle(ctx, publisher, &delivery, &disposition).await;
+    record(ctx, event_type, &disposition, started);
+    settled
+}
+
+fn record(ctx: &Context, event_type: String, disposition: &Disposition, started: Instant) {
     let labels = [
         (crate::metrics::SERVICE, ctx.consumer.clone()),
         ("queue", ctx.queue.clone()),
@@ -257,7 +262,85 @@ pub(crate) async fn process(
     metrics::counter!("consumer_messages_total", &labels).increment(1);
     metrics::histogram!("consumer_handling_seconds", &labels[..3])
         .record(started.elapsed().as_secs_f64());
-    settled
+}
+
+/// Processes deliveries that arrived together: one alone as [`process`] does; several (only
+/// for [`Handlers::batched`](super::Handlers::batched) consumers) in one transaction, each with
+/// its inbox claim, acked after the commit. Malformed and unknown messages are set aside and
+/// processed alone; if the transaction fails for any reason, it rolls back (claims included)
+/// and every message is processed alone, so the batch changes the cost, never the outcome.
+pub(crate) async fn process_batch(
+    ctx: &Context,
+    publisher: &Channel,
+    deliveries: Vec<Delivery>,
+) -> Result<(), ChannelBroken> {
+    if deliveries.len() < 2 {
+        for delivery in deliveries {
+            process(ctx, publisher, delivery).await?;
+        }
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut ready = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        match Envelope::from_bytes(&delivery.data) {
+            Ok(envelope) if ctx.handlers.get(&envelope.event_type).is_some() => {
+                ready.push((delivery, envelope));
+            }
+            _ => process(ctx, publisher, delivery).await?,
+        }
+    }
+    // Stable: one saga's events keep their delivery order.
+    ready.sort_by_key(|(_, envelope)| envelope.saga_id);
+    let (result, deferred) = super::after_commit::collect(async {
+        let mut conn = ctx.pool.get().await?;
+        let consumer = ctx.consumer.as_str();
+        let ready = &ready;
+        conn.transaction(async |tx| {
+            let mut dispositions = Vec::with_capacity(ready.len());
+            for (_, envelope) in ready {
+                let handler = ctx
+                    .handlers
+                    .get(&envelope.event_type)
+                    .ok_or_else(|| HandlerError::permanent(anyhow::anyhow!("handler vanished")))?;
+                match inbox::claim(tx, consumer, envelope.event_id, &envelope.event_type).await? {
+                    Claim::Duplicate => dispositions.push(Disposition::Duplicate),
+                    Claim::First => {
+                        handler.handle(tx, envelope).await?;
+                        dispositions.push(Disposition::Processed);
+                    }
+                }
+            }
+            Ok::<_, HandlerError>(dispositions)
+        })
+        .await
+    })
+    .await;
+    match result {
+        Ok(dispositions) => {
+            for action in deferred {
+                action();
+            }
+            for ((delivery, envelope), disposition) in ready.iter().zip(dispositions) {
+                tracing::debug!(outcome = disposition.outcome_label(), event_id = %envelope.event_id,
+                    "message handled in a batch");
+                let settled = settle(ctx, publisher, delivery, &disposition).await;
+                record(ctx, envelope.event_type.clone(), &disposition, started);
+                settled?;
+            }
+        }
+        Err(err) => {
+            tracing::info!(
+                error = format!("{err:#}"),
+                size = ready.len(),
+                "batch rolled back; applying its messages one at a time"
+            );
+            for (delivery, _) in ready {
+                process(ctx, publisher, delivery).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn headers_of(delivery: &Delivery) -> FieldTable {

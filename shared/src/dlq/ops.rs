@@ -26,6 +26,8 @@ use crate::amqp::{Topology, connect};
 pub const MAX_PER_RUN: u32 = 60_000;
 /// How long to wait for the next message of a snapshot before assuming someone else took it.
 const NEXT_MESSAGE: Duration = Duration::from_secs(5);
+/// How long a command waits for the messages it looked at to be ready on their queue again.
+const RETURN_WAIT: Duration = Duration::from_secs(3);
 
 /// One dead-letter queue: its depth and the messages that matched.
 #[derive(Debug, Clone, Serialize)]
@@ -135,6 +137,31 @@ impl Operator {
             .collect()
     }
 
+    /// Closes the broker connection.
+    pub async fn close(self) {
+        let _ = self.connection.close(200, "operator done".into()).await;
+    }
+
+    /// Ends `snapshot` and waits (at most [`RETURN_WAIT`]) until the `kept` messages it did not
+    /// ack are ready on their queue again. A quorum queue takes them back through its log after
+    /// the channel closed; without the wait, a command run right after this one (a `show` after
+    /// a `list`) could find the queue empty.
+    async fn release(&self, snapshot: Snapshot, kept: usize) {
+        let queue = snapshot.queue.clone();
+        snapshot.release().await;
+        let kept = u32::try_from(kept).unwrap_or(u32::MAX);
+        if kept == 0 {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + RETURN_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            match self.depth(&queue).await {
+                Ok(depth) if depth < kept => tokio::time::sleep(Duration::from_millis(20)).await,
+                _ => return,
+            }
+        }
+    }
+
     /// How many messages wait in `queue` (passively declared: a missing queue is an error).
     pub async fn depth(&self, queue: &str) -> anyhow::Result<u32> {
         let channel = self
@@ -163,7 +190,8 @@ impl Operator {
                 depth: snapshot.depth,
                 messages,
             });
-            snapshot.release().await;
+            let kept = snapshot.deliveries.len();
+            self.release(snapshot, kept).await;
         }
         Ok(listings)
     }
@@ -212,6 +240,7 @@ impl Operator {
         for queue in self.queues(filter) {
             let snapshot = self.snapshot(&queue).await?;
             report.scanned += snapshot.deliveries.len();
+            let moved_before = report.moved.len();
             for delivery in &snapshot.deliveries {
                 let letter = parse(&queue, &delivery.properties, &delivery.data);
                 if !filter.matches(&letter) {
@@ -261,7 +290,8 @@ impl Operator {
                     }
                 }
             }
-            snapshot.release().await;
+            let kept = snapshot.deliveries.len() - (report.moved.len() - moved_before);
+            self.release(snapshot, kept).await;
         }
         let _ = publisher.close(200, "replay done".into()).await;
         Ok(report)
@@ -292,6 +322,7 @@ impl Operator {
             }
             file.sync_all()
                 .with_context(|| format!("syncing {}", dump.display()))?;
+            let kept = snapshot.deliveries.len() - chosen.len();
             for (delivery, letter) in chosen {
                 delivery
                     .acker
@@ -304,7 +335,7 @@ impl Operator {
                     to: dump.display().to_string(),
                 });
             }
-            snapshot.release().await;
+            self.release(snapshot, kept).await;
         }
         Ok(report)
     }

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The one command that reproduces the saga benchmark: builds the release services, relay,
+# monolith reference and benchmark, then runs the benchmark, which starts each system itself as
+# separate processes. Every knob is an environment variable passed through unchanged (see
+# bench/README.md), e.g.
+#   SAGA_BENCH_STEP_SECS=20 SAGA_BENCH_SYSTEMS=distributed bash bench/run-saga.sh
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+cargo build --release -p bench -p outbox-relay -p order-service -p product-service \
+  -p coupon-service -p balance-service -p monitor-service
+exec "$root/target/release/saga-bench" "$@"

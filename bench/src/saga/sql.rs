@@ -1,0 +1,30 @@
+//! The few SQL reads the benchmark makes itself.
+
+use diesel::sql_types::BigInt;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+/// The value of a query selecting one `bigint` named `n`.
+pub async fn count(conn: &mut AsyncPgConnection, sql: &str) -> anyhow::Result<i64> {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let row: Count = diesel::sql_query(sql).get_result(conn).await?;
+    Ok(row.n)
+}
+
+/// `SELECT version()`.
+pub async fn server_version(url: &str) -> anyhow::Result<String> {
+    use diesel_async::AsyncConnection;
+    #[derive(diesel::QueryableByName)]
+    struct Version {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        version: String,
+    }
+    let mut conn = AsyncPgConnection::establish(url).await?;
+    let row: Version = diesel::sql_query("SELECT version() AS version")
+        .get_result(&mut conn)
+        .await?;
+    Ok(row.version)
+}
