@@ -33,11 +33,13 @@ use crate::system::System;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let params = Params::from_env()?;
+    let admin = format!("{}/postgres", params.pg_server);
     let machine = Machine::probe(
-        sql::server_version(&format!("{}/postgres", params.pg_server))
+        sql::server_version(&admin)
             .await
             .context("connecting to PostgreSQL (BENCH_PG_URL)")?,
     );
+    let pg_settings = sql::server_settings(&admin).await?;
     let mut systems = Vec::new();
     for kind in params.systems.clone() {
         eprintln!("saga-bench: starting the {} system", kind.label());
@@ -53,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
         date: chrono::Utc::now().format("%Y-%m-%d").to_string(),
         params,
         machine,
+        pg_settings,
         systems,
     };
     std::fs::create_dir_all(&report.params.results_dir)?;

@@ -15,6 +15,8 @@ pub struct Report {
     pub date: String,
     pub params: Params,
     pub machine: Machine,
+    /// PostgreSQL settings that move the figures (autovacuum above all).
+    pub pg_settings: String,
     pub systems: Vec<Measured>,
 }
 
@@ -146,6 +148,7 @@ impl Report {
         let _ = writeln!(out, "- memory: {}", m.memory);
         let _ = writeln!(out, "- kernel: {}", m.kernel);
         let _ = writeln!(out, "- {}", m.postgres);
+        let _ = writeln!(out, "  - settings: {}", self.pg_settings);
         let _ = writeln!(out, "- {}", m.rabbitmq);
         let _ = writeln!(out, "- load average at start: {}\n", m.load_average);
         let _ = writeln!(out, "## Parameters\n");
