@@ -94,26 +94,10 @@ async fn reserve_stock(
         .collect();
     saga::check(&wanted, &products).map_err(Abort::Refused)?;
     let (items, total) = saga::price(&order.items, &products).map_err(Abort::Refused)?;
-    for (&product_id, &quantity) in &wanted {
-        let delta = i32::try_from(quantity)
-            .map_err(|err| Abort::Error(ApiError::Internal(err.into())))?
-            .saturating_neg();
-        let after = repo::change_stock(tx, product_id, delta, i32::MAX)
-            .await?
-            .ok_or_else(|| {
-                Abort::Error(ApiError::Internal(anyhow::anyhow!(
-                    "stock of product {product_id} changed under its lock"
-                )))
-            })?;
-        repo::record(
-            tx,
-            product_id,
-            Some(order_id),
-            repo::RESERVE,
-            delta,
-            after.stock,
-        )
-        .await?;
+    if let Err(product_id) = repo::reserve(tx, order_id, &wanted).await? {
+        return Err(Abort::Error(ApiError::Internal(anyhow::anyhow!(
+            "stock of product {product_id} changed under its lock"
+        ))));
     }
     Ok((items, total))
 }

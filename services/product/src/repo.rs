@@ -118,6 +118,35 @@ pub async fn change_stock(
     .optional()
 }
 
+/// Takes `wanted` (product id → quantity) from the stock of products the caller has locked, with
+/// a RESERVE movement for `order_id` each. `Ok(Err(product_id))` names a product whose stock
+/// did not cover its quantity; the caller must roll back, as the earlier products were taken.
+pub async fn reserve(
+    conn: &mut AsyncPgConnection,
+    order_id: i64,
+    wanted: &std::collections::BTreeMap<i64, i64>,
+) -> QueryResult<Result<(), i64>> {
+    for (&product_id, &quantity) in wanted {
+        let Ok(quantity) = i32::try_from(quantity) else {
+            return Ok(Err(product_id));
+        };
+        let delta = quantity.saturating_neg();
+        let Some(after) = change_stock(conn, product_id, delta, i32::MAX).await? else {
+            return Ok(Err(product_id));
+        };
+        record(
+            conn,
+            product_id,
+            Some(order_id),
+            RESERVE,
+            delta,
+            after.stock,
+        )
+        .await?;
+    }
+    Ok(Ok(()))
+}
+
 /// Records one movement.
 pub async fn record(
     conn: &mut AsyncPgConnection,

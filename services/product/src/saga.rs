@@ -75,28 +75,12 @@ impl EventHandler<OrderProcessingStarted> for Reserve {
                 return Ok(());
             }
         };
-        for (&product_id, &quantity) in &wanted {
-            // `check` proved quantity <= stock, so it fits and the conditional update passes
-            // (the rows are locked); failing it anyway rolls everything back.
-            let delta = i32::try_from(quantity)
-                .map_err(|err| HandlerError::permanent(anyhow::Error::new(err)))?
-                .saturating_neg();
-            let after = repo::change_stock(conn, product_id, delta, i32::MAX)
-                .await?
-                .ok_or_else(|| {
-                    HandlerError::transient(anyhow::anyhow!(
-                        "stock of product {product_id} changed under its lock"
-                    ))
-                })?;
-            repo::record(
-                conn,
-                product_id,
-                Some(order_id),
-                repo::RESERVE,
-                delta,
-                after.stock,
-            )
-            .await?;
+        // `check` proved every quantity fits and the rows are locked, so this cannot refuse;
+        // if it does anyway, everything rolls back.
+        if let Err(product_id) = repo::reserve(conn, order_id, &wanted).await? {
+            return Err(HandlerError::transient(anyhow::anyhow!(
+                "stock of product {product_id} changed under its lock"
+            )));
         }
         let next = StockProcessed {
             command: event.command,
