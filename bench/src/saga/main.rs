@@ -40,13 +40,15 @@ async fn main() -> anyhow::Result<()> {
             .context("connecting to PostgreSQL (BENCH_PG_URL)")?,
     );
     let pg_settings = sql::server_settings(&admin).await?;
+    // Ctrl-C or SIGTERM ends the run, but only after the system is stopped and removed.
+    let mut stop = shared::shutdown::Shutdown::from_os_signals();
     let mut systems = Vec::new();
     for kind in params.systems.clone() {
         eprintln!("saga-bench: starting the {} system", kind.label());
         let mut system = System::start(kind, &params).await?;
         let outcome = tokio::select! {
             outcome = search::measure(&mut system, &params) => outcome,
-            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            _ = stop.wait() => Err(anyhow::anyhow!("interrupted")),
         };
         system.stop().await;
         systems.push(outcome.with_context(|| format!("measuring the {} system", kind.label()))?);

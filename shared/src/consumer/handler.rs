@@ -132,7 +132,7 @@ impl Handlers {
     /// transaction (round trips, the WAL flush) is shared instead of paid per message.
     ///
     /// Only for handlers whose writes to shared rows are keyed by saga (the monitor's event
-    /// store): handlers that lock other shared rows (stock, balances) would lock them across
+    /// store, the order service's own orders): handlers that lock other shared rows (stock, balances) would lock them across
     /// orders in any order and could deadlock against a concurrent batch. A batch that fails in
     /// any way is rolled back and its messages are applied one at a time, so a poison message is
     /// retried or dead-lettered alone and the others still apply exactly once.
