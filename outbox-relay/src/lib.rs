@@ -58,12 +58,10 @@ pub async fn run(settings: RelaySettings, shutdown: Shutdown) -> anyhow::Result<
             name,
             url: url.clone(),
             pool,
-            help: tokio::sync::Notify::new(),
+            wake: tokio::sync::Notify::new(),
         });
-        let (wake_tx, wake_rx) = tokio::sync::watch::channel(0u64);
         tasks.spawn(listener::run(
             target.clone(),
-            wake_tx,
             settings.poll_interval,
             shutdown.clone(),
         ));
@@ -72,7 +70,6 @@ pub async fn run(settings: RelaySettings, shutdown: Shutdown) -> anyhow::Result<
                 target.clone(),
                 settings.clone(),
                 index,
-                wake_rx.clone(),
                 shutdown.clone(),
             ));
         }

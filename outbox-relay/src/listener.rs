@@ -1,27 +1,22 @@
 //! Wakes the claim loops at commit time through LISTEN/NOTIFY on the outbox trigger's channel.
 //!
-//! Every signal, including [`Signal::Reconnected`], wakes the claim loops, which then query for
-//! whatever is pending: that is how rows committed while the listener was down get published
-//! before the fallback poll.
+//! Every signal, including [`Signal::Reconnected`], wakes one idle claim loop (or the next to
+//! become idle), which then queries for whatever is pending: that is how rows committed while
+//! the listener was down get published before the fallback poll.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use shared::notify::{Signal, listen};
 use shared::shutdown::Shutdown;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 
 use crate::worker::Target;
 
 /// The channel the outbox trigger notifies (see the outbox migration).
 pub const CHANNEL: &str = "outbox_pending";
 
-pub async fn run(
-    target: Arc<Target>,
-    wake: watch::Sender<u64>,
-    health_interval: Duration,
-    shutdown: Shutdown,
-) {
+pub async fn run(target: Arc<Target>, health_interval: Duration, shutdown: Shutdown) {
     let (tx, mut rx) = mpsc::channel::<Signal>(64);
     let listener = tokio::spawn(listen(
         target.url.clone(),
@@ -34,7 +29,7 @@ pub async fn run(
         if signal == Signal::Reconnected {
             tracing::debug!(database = %target.name, "outbox listener connected");
         }
-        wake.send_modify(|n| *n = n.wrapping_add(1));
+        target.wake.notify_one();
     }
     let _ = listener.await;
 }

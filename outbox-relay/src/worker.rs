@@ -2,10 +2,10 @@
 //! mark what was confirmed, commit. Repeat while full batches come back, then sleep until a
 //! notification or the fallback poll.
 //!
-//! Only the first claimer of a database wakes on notifications; the others wake when a claimer
-//! comes back with a full batch (a backlog worth sharing), or on their poll. Waking all of them
-//! on every commit made all but one claim nothing, three wasted round trips each, which at a
-//! few rows per batch was a tenth of the saga's database statements.
+//! A notification wakes ONE idle claimer of the database (or, when all are busy, the next to
+//! finish), and a claimer that brings back a full batch wakes one more to share the backlog.
+//! Waking all of them on every commit made all but one claim nothing, three wasted round trips
+//! each, which at a few rows per batch was a tenth of the saga's database statements.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use shared::amqp::publish::Outcome;
 use shared::backoff::Backoff;
 use shared::db::PgPool;
 use shared::shutdown::Shutdown;
-use tokio::sync::{Notify, watch};
+use tokio::sync::Notify;
 
 use crate::config::RelaySettings;
 use crate::metrics::NAME;
@@ -30,8 +30,10 @@ pub struct Target {
     pub name: String,
     pub url: String,
     pub pool: PgPool,
-    /// Wakes the helper claimers (all but the first) when a full batch says there is a backlog.
-    pub help: Notify,
+    /// Wakes one idle claimer: on a notification, and when a full batch says there is a
+    /// backlog. A wake-up with nobody waiting is kept for the next claimer to wait, so none is
+    /// lost while all are busy.
+    pub wake: Notify,
 }
 
 /// What one batch did.
@@ -49,21 +51,16 @@ pub async fn run(
     target: Arc<Target>,
     settings: Arc<RelaySettings>,
     index: usize,
-    mut wake: watch::Receiver<u64>,
     mut shutdown: Shutdown,
 ) {
     let topology = Topology::new(settings.amqp.prefix.clone());
     let name = format!("outbox-relay {} #{index}", target.name);
     let mut backoff = Backoff::new(Duration::from_millis(50), settings.max_backoff);
     let mut publisher: Option<Publisher> = None;
-    let leader = index == 0;
     // Whether rows may wait for a retry (a previous run may have left some): only then is the
     // earliest retry time worth a query after each drain.
     let mut retry_pending = true;
     while !shutdown.is_triggered() {
-        // Marks everything seen so far: a notification arriving during the drain below
-        // makes `changed()` return at once afterwards, so no wake-up is lost in between.
-        wake.borrow_and_update();
         let result = match &publisher {
             Some(active) => drain(&target, &settings, active, &shutdown, &mut retry_pending).await,
             None => match Publisher::connect(&settings.amqp.url, &topology, &name).await {
@@ -102,8 +99,7 @@ pub async fn run(
             }
         }
         tokio::select! {
-            _ = wake.changed(), if leader => {}
-            _ = target.help.notified(), if !leader => {}
+            _ = target.wake.notified() => {}
             _ = tokio::time::sleep(sleep_for) => {}
             _ = shutdown.wait() => {}
         }
@@ -150,7 +146,7 @@ async fn drain(
         }
         let full = i64::try_from(report.claimed).unwrap_or(i64::MAX) >= settings.batch_size;
         if full {
-            target.help.notify_waiters();
+            target.wake.notify_one();
         }
         if !full || shutdown.is_triggered() {
             if !*retry_pending {

@@ -23,10 +23,21 @@ use shared::outbox::enqueue_event;
 
 use crate::repo;
 
+/// Messages applied in one transaction at most, when that many are waiting.
+pub const BATCH: usize = 16;
+
+/// Both steps lock one row, the user's balance; batches lock those in user order.
+fn locked_user(envelope: &Envelope) -> i64 {
+    envelope.payload["command"]["user_id"]
+        .as_i64()
+        .unwrap_or_default()
+}
+
 pub fn handlers() -> Handlers {
     Handlers::new()
         .on::<CouponProcessed>(Pay)
         .on::<BalanceRestorationRequested>(Refund)
+        .batched_by(BATCH, locked_user)
 }
 
 struct Pay;

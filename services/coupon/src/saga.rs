@@ -24,11 +24,22 @@ use shared::outbox::enqueue_event;
 
 use crate::repo::{self, Held};
 
+/// Messages applied in one transaction at most, when that many are waiting.
+pub const BATCH: usize = 16;
+
+/// Every step locks at most one row, the order's user coupon; batches lock those in id order.
+fn locked_user_coupon(envelope: &Envelope) -> i64 {
+    envelope.payload["command"]["user_coupon_id"]
+        .as_i64()
+        .unwrap_or_default()
+}
+
 pub fn handlers() -> Handlers {
     Handlers::new()
         .on::<StockProcessed>(UseCoupon)
         .on::<BalanceProcessingFailed>(RestoreCoupon)
         .on::<PaymentRefunded>(RestoreCoupon)
+        .batched_by(BATCH, locked_user_coupon)
 }
 
 /// What coupon terms take off `total`: a FIXED value or a PERCENT of it rounded half away from

@@ -88,6 +88,8 @@ pub struct Handlers {
     routing_keys: Vec<String>,
     /// Deliveries applied in one transaction at most (0 and 1: one at a time).
     batch: usize,
+    /// What a batch is sorted by: the key of the shared rows its handlers lock.
+    batch_key: Option<fn(&Envelope) -> i64>,
 }
 
 impl std::fmt::Debug for Handlers {
@@ -132,17 +134,36 @@ impl Handlers {
     /// transaction (round trips, the WAL flush) is shared instead of paid per message.
     ///
     /// Only for handlers whose writes to shared rows are keyed by saga (the monitor's event
-    /// store, the order service's own orders): handlers that lock other shared rows (stock, balances) would lock them across
-    /// orders in any order and could deadlock against a concurrent batch. A batch that fails in
-    /// any way is rolled back and its messages are applied one at a time, so a poison message is
-    /// retried or dead-lettered alone and the others still apply exactly once.
+    /// store, the order service's own orders); see [`batched_by`](Self::batched_by) for one
+    /// locked row of another key. Handlers that lock several shared rows per message (the
+    /// products of an order) must not batch: two batches would lock them in crossing orders
+    /// and deadlock. A batch that fails in any way is rolled back and its messages are applied
+    /// one at a time, so a poison message is retried or dead-lettered alone and the others
+    /// still apply exactly once.
     pub fn batched(mut self, max: usize) -> Self {
         self.batch = max;
         self
     }
 
+    /// Like [`batched`](Self::batched) for handlers whose only locked shared row per message is
+    /// named by `key` (a user's balance, a user coupon): batches are sorted by it, so every
+    /// batch takes those locks in ascending order and no two batches can deadlock.
+    pub fn batched_by(mut self, max: usize, key: fn(&Envelope) -> i64) -> Self {
+        self.batch = max;
+        self.batch_key = Some(key);
+        self
+    }
+
     pub(crate) fn batch_size(&self) -> usize {
         self.batch.max(1)
+    }
+
+    /// The sort key of `envelope` within a batch: the locked row's key, else its saga.
+    pub(crate) fn batch_key(&self, envelope: &Envelope) -> i64 {
+        match self.batch_key {
+            Some(key) => key(envelope),
+            None => envelope.saga_id.unwrap_or(i64::MIN),
+        }
     }
 
     pub fn routing_keys(&self) -> &[String] {

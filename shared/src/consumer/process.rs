@@ -290,8 +290,8 @@ pub(crate) async fn process_batch(
             _ => process(ctx, publisher, delivery).await?,
         }
     }
-    // Stable: one saga's events keep their delivery order.
-    ready.sort_by_key(|(_, envelope)| envelope.saga_id);
+    // Locks in key order in every batch; stable, so one saga's events keep their order.
+    ready.sort_by_key(|(_, envelope)| ctx.handlers.batch_key(envelope));
     let (result, deferred) = super::after_commit::collect(async {
         let mut conn = ctx.pool.get().await?;
         let consumer = ctx.consumer.as_str();
