@@ -283,26 +283,26 @@ pub(crate) async fn process_batch(
     let started = Instant::now();
     let mut ready = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
-        match Envelope::from_bytes(&delivery.data) {
-            Ok(envelope) if ctx.handlers.get(&envelope.event_type).is_some() => {
-                ready.push((delivery, envelope));
-            }
-            _ => process(ctx, publisher, delivery).await?,
+        let decoded = Envelope::from_bytes(&delivery.data)
+            .ok()
+            .and_then(|envelope| {
+                let handler = ctx.handlers.get(&envelope.event_type)?;
+                Some((envelope, handler))
+            });
+        match decoded {
+            Some((envelope, handler)) => ready.push((delivery, envelope, handler)),
+            None => process(ctx, publisher, delivery).await?,
         }
     }
     // Locks in key order in every batch; stable, so one saga's events keep their order.
-    ready.sort_by_key(|(_, envelope)| ctx.handlers.batch_key(envelope));
+    ready.sort_by_key(|(_, envelope, _)| ctx.handlers.batch_key(envelope));
     let (result, deferred) = super::after_commit::collect(async {
         let mut conn = ctx.pool.get().await?;
         let consumer = ctx.consumer.as_str();
         let ready = &ready;
         conn.transaction(async |tx| {
             let mut dispositions = Vec::with_capacity(ready.len());
-            for (_, envelope) in ready {
-                let handler = ctx
-                    .handlers
-                    .get(&envelope.event_type)
-                    .ok_or_else(|| HandlerError::permanent(anyhow::anyhow!("handler vanished")))?;
+            for (_, envelope, handler) in ready {
                 match inbox::claim(tx, consumer, envelope.event_id, &envelope.event_type).await? {
                     Claim::Duplicate => dispositions.push(Disposition::Duplicate),
                     Claim::First => {
@@ -321,7 +321,7 @@ pub(crate) async fn process_batch(
             for action in deferred {
                 action();
             }
-            for ((delivery, envelope), disposition) in ready.iter().zip(dispositions) {
+            for ((delivery, envelope, _), disposition) in ready.iter().zip(dispositions) {
                 tracing::debug!(outcome = disposition.outcome_label(), event_id = %envelope.event_id,
                     "message handled in a batch");
                 let settled = settle(ctx, publisher, delivery, &disposition).await;
@@ -335,7 +335,7 @@ pub(crate) async fn process_batch(
                 size = ready.len(),
                 "batch rolled back; applying its messages one at a time"
             );
-            for (delivery, _) in ready {
+            for (delivery, _, _) in ready {
                 process(ctx, publisher, delivery).await?;
             }
         }
