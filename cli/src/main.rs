@@ -5,7 +5,7 @@
 //! - `sagactl seed`: demo products, a coupon and charged users, through the services' own APIs.
 //! - `sagactl dlq list|show|replay|purge`: dead-letter operations, audited.
 //! - `sagactl outbox pending`: unpublished outbox rows older than a threshold.
-//! - `sagactl verify`: the invariants of DESIGN.md section 7, checked across all databases.
+//! - `sagactl verify`: the invariants of docs/invariants.md, checked across all databases.
 
 mod dlq;
 mod outbox;

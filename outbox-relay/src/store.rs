@@ -1,6 +1,6 @@
 //! The relay's SQL. Rows are claimed by state (`published_at IS NULL`), never by a remembered
 //! offset: ids are assigned at INSERT but become visible at COMMIT, so an offset skips the rows
-//! of a transaction that committed late (DESIGN.md section 8).
+//! of a transaction that committed late (docs/traps.md, trap 3).
 
 use std::time::Duration;
 

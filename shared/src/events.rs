@@ -1,8 +1,8 @@
-//! The typed events of the order saga (DESIGN.md section 2).
+//! The typed events of the order saga (docs/design.md#events).
 //!
-//! Every event carries what the next step needs (seed section 6.1): the original command, the
-//! priced items and the amounts once known, and a [`FailureReason`] where relevant. Money is
-//! `Decimal`, serialized as a decimal string (`"1200.00"`), never a float.
+//! Every event carries what the next step needs: the original command, the priced items and the
+//! amounts once known, and a [`FailureReason`] where relevant. Money is `Decimal`, serialized as
+//! a decimal string (`"1200.00"`), never a float.
 //!
 //! | event | emitted by | consumed by |
 //! |---|---|---|
@@ -176,7 +176,8 @@ pub struct OrderFailed {
 }
 saga_event!(OrderFailed, "order.failed");
 
-/// Cancellation of a `COMPLETED` order (seed 6.2): refund the payment first.
+/// Cancellation of a `COMPLETED` order (docs/design.md#cancellation-of-a-completed-order):
+/// refund the payment first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BalanceRestorationRequested {
     pub command: OrderCommand,
@@ -186,7 +187,7 @@ pub struct BalanceRestorationRequested {
 }
 saga_event!(BalanceRestorationRequested, "balance.restoration-requested");
 
-/// The payment of a cancelled order was refunded (seed 7.2); the coupon is next.
+/// The payment of a cancelled order was refunded; the coupon is next.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PaymentRefunded {
     pub command: OrderCommand,

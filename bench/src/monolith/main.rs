@@ -1,6 +1,7 @@
-//! `saga-monolith`: the saga benchmark's reference, the seed's monolith (its section 2.1). The
-//! same order flow as the four services, written with the same repository and rule functions,
-//! but as ONE local transaction in ONE database: no outbox, no inbox, no broker, no relay.
+//! `saga-monolith`: the saga benchmark's reference, the single-database application the design
+//! starts from (docs/design.md#the-problem). The same order flow as the four services, written
+//! with the same repository and rule functions, but as ONE local transaction in ONE database: no
+//! outbox, no inbox, no broker, no relay.
 //! Behind the same HTTP front (actix-web, the shared extractors, error bodies and metrics
 //! middleware, the services' own product, coupon, balance and order-read routes), so that the
 //! benchmark's ratio between the two is the price of distribution and nothing else.

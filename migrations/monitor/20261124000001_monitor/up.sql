@@ -1,7 +1,7 @@
--- The saga monitor's event store (seed section 5.1): every saga event, append-only, as it was
--- published. It is what a saga's timeline is read from, and it gives every event type at least
--- one consumer, so the relay's mandatory publishes of terminal events (OrderCompleted, ...)
--- are routable.
+-- The saga monitor's event store (docs/design.md#the-saga-monitor): every saga event,
+-- append-only, as it was published. It is what a saga's timeline is read from, and it gives
+-- every event type at least one consumer, so the relay's mandatory publishes of terminal
+-- events (OrderCompleted, ...) are routable.
 
 CREATE TABLE saga_events (
     -- The event id: the inbox already drops redeliveries, the key makes a second row impossible.

@@ -1,7 +1,7 @@
 //! Confirmed, mandatory publishing: the only way this code base puts a message on the broker.
 //!
 //! Every publish sets `mandatory`, because an unroutable message is otherwise confirmed and
-//! dropped (DESIGN.md section 8); a returned message counts as a failure. A batch is pipelined:
+//! dropped (docs/traps.md, trap 1); a returned message counts as a failure. A batch is pipelined:
 //! all messages are written first, then all confirms awaited, so a batch costs one round trip.
 
 use std::time::Duration;

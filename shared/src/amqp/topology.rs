@@ -13,7 +13,7 @@
 //!
 //! Why quorum queues everywhere: they replicate, and since RabbitMQ 3.10 they dead-letter
 //! *at-least-once* (`x-dead-letter-strategy: at-least-once`, which requires
-//! `x-overflow: reject-publish`), where the default is at-most-once (DESIGN.md section 8).
+//! `x-overflow: reject-publish`), where the default is at-most-once (docs/traps.md, trap 2).
 //! Dead letters the consumer decides on (malformed, unknown type, retries exhausted) are not
 //! left to the broker at all: the consumer publishes them to `{p}.dlx` with reason headers and
 //! a confirm, and acks the original only afterwards. The broker's own dead-lettering from the
