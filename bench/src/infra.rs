@@ -2,7 +2,7 @@
 //! both removed at the end, so a run neither sees nor disturbs anything else on the machine.
 
 use anyhow::Context;
-use diesel::sql_types::{BigInt, Text};
+use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use lapin::Connection;
 use shared::amqp::{QueueSpec, Topology, connect};
@@ -79,17 +79,9 @@ pub async fn server_version(conn: &mut AsyncPgConnection) -> anyhow::Result<Stri
 
 /// Outbox rows not yet marked published.
 pub async fn unpublished(conn: &mut AsyncPgConnection) -> anyhow::Result<i64> {
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let row: Count =
-        diesel::sql_query("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL")
-            .get_result(conn)
-            .await
-            .context("counting unpublished rows")?;
-    Ok(row.n)
+    shared::outbox::unpublished(conn, std::time::Duration::ZERO)
+        .await
+        .context("counting unpublished rows")
 }
 
 /// This run's prefix on the broker: the events exchange and one consumer queue.

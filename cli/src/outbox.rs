@@ -4,11 +4,10 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamptz};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde::Serialize;
+use shared::outbox::UnpublishedRow;
 
 #[derive(Debug, Args)]
 pub struct OutboxArgs {
@@ -31,28 +30,10 @@ enum OutboxCommand {
     },
 }
 
-#[derive(Debug, Serialize, diesel::QueryableByName)]
-struct PendingRow {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-    #[diesel(sql_type = Text)]
-    event_id: String,
-    #[diesel(sql_type = Text)]
-    event_type: String,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    saga_id: Option<i64>,
-    #[diesel(sql_type = Timestamptz)]
-    created_at: DateTime<Utc>,
-    #[diesel(sql_type = Integer)]
-    attempts: i32,
-    #[diesel(sql_type = Nullable<Text>)]
-    last_error: Option<String>,
-}
-
 #[derive(Debug, Serialize)]
 struct DatabasePending {
     database: String,
-    rows: Vec<PendingRow>,
+    rows: Vec<UnpublishedRow>,
 }
 
 pub async fn run(args: OutboxArgs) -> anyhow::Result<()> {
@@ -71,15 +52,9 @@ pub async fn run(args: OutboxArgs) -> anyhow::Result<()> {
         let mut conn = AsyncPgConnection::establish(url)
             .await
             .with_context(|| format!("connecting to {}", shared::db::redact(url)))?;
-        let rows: Vec<PendingRow> = diesel::sql_query(
-            "SELECT id, event_id::text AS event_id, event_type, saga_id, created_at, attempts, last_error \
-             FROM outbox WHERE published_at IS NULL AND created_at < now() - make_interval(secs => $1) \
-             ORDER BY id LIMIT 1000",
-        )
-        .bind::<diesel::sql_types::Double, _>(older_than.as_secs_f64())
-        .load(&mut conn)
-        .await
-        .with_context(|| format!("reading the outbox of {name}"))?;
+        let rows = shared::outbox::unpublished_rows(&mut conn, older_than, 1000)
+            .await
+            .with_context(|| format!("reading the outbox of {name}"))?;
         report.push(DatabasePending {
             database: name,
             rows,

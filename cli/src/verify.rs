@@ -115,12 +115,6 @@ struct Coupon {
     order_id: Option<i64>,
 }
 
-#[derive(Debug, diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
 async fn connect(url: &str) -> anyhow::Result<AsyncPgConnection> {
     AsyncPgConnection::establish(url)
         .await
@@ -311,15 +305,10 @@ pub async fn verify(args: &VerifyArgs) -> anyhow::Result<Report> {
         ("coupon", &mut coupon_db),
         ("balance", &mut balance_db),
     ] {
-        let pending: Count = diesel::sql_query("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL AND created_at < now() - interval '10 seconds'")
-            .get_result(conn)
-            .await?;
+        let pending = shared::outbox::unpublished(conn, Duration::from_secs(10)).await?;
         report.check(
-            pending.n == 0,
-            format!(
-                "{name}: {} outbox row(s) unpublished for over 10 s",
-                pending.n
-            ),
+            pending == 0,
+            format!("{name}: {pending} outbox row(s) unpublished for over 10 s"),
         );
     }
     let operator = shared::dlq::Operator::connect(

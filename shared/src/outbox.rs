@@ -4,8 +4,14 @@
 //! as its state change; the outbox relay publishes them after commit. A rolled-back transaction
 //! therefore never emits anything, and a committed one always will.
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use diesel::dsl::IntervalDsl;
+use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Serialize;
 use uuid::Uuid;
 
 use crate::envelope::{Envelope, SagaEvent};
@@ -96,4 +102,49 @@ pub async fn enqueue_event<E: SagaEvent>(
     envelope: Envelope,
 ) -> QueryResult<()> {
     enqueue(conn, &[OutboxMessage::of::<E>(envelope)]).await
+}
+
+/// An outbox row the relay has not published yet, as an operator reads it.
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = outbox, check_for_backend(Pg))]
+pub struct UnpublishedRow {
+    pub id: i64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub saga_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+/// The one definition of "unpublished": `published_at` unset and, unless `older_than` is zero,
+/// created more than `older_than` ago by the database's clock. Zero means every unpublished row.
+fn unpublished_query(older_than: Duration) -> outbox::BoxedQuery<'static, Pg> {
+    let query = outbox::table
+        .filter(outbox::published_at.is_null())
+        .into_boxed();
+    if older_than.is_zero() {
+        return query;
+    }
+    let micros = i64::try_from(older_than.as_micros()).unwrap_or(i64::MAX);
+    query.filter((outbox::created_at + micros.microseconds()).lt(diesel::dsl::now))
+}
+
+/// How many outbox rows are unpublished and older than `older_than` (zero: all of them).
+pub async fn unpublished(conn: &mut AsyncPgConnection, older_than: Duration) -> QueryResult<i64> {
+    unpublished_query(older_than).count().get_result(conn).await
+}
+
+/// Those rows themselves, oldest first, at most `limit`.
+pub async fn unpublished_rows(
+    conn: &mut AsyncPgConnection,
+    older_than: Duration,
+    limit: i64,
+) -> QueryResult<Vec<UnpublishedRow>> {
+    unpublished_query(older_than)
+        .order(outbox::id)
+        .limit(limit)
+        .select(UnpublishedRow::as_select())
+        .load(conn)
+        .await
 }

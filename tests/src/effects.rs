@@ -71,11 +71,10 @@ pub async fn double_effects(db: &TestDb) -> i64 {
 
 /// Outbox rows not yet published.
 pub async fn unpublished(db: &TestDb) -> i64 {
-    count(
-        db,
-        "SELECT count(*) AS count FROM outbox WHERE published_at IS NULL",
-    )
-    .await
+    let mut conn = db.connect().await;
+    outbox::unpublished(&mut conn, std::time::Duration::ZERO)
+        .await
+        .unwrap_or_else(|err| panic!("counting unpublished outbox rows: {err}"))
 }
 
 /// How the recording handler behaves.

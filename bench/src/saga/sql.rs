@@ -1,18 +1,6 @@
 //! The few SQL reads the benchmark makes itself.
 
-use diesel::sql_types::BigInt;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-
-/// The value of a query selecting one `bigint` named `n`.
-pub async fn count(conn: &mut AsyncPgConnection, sql: &str) -> anyhow::Result<i64> {
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let row: Count = diesel::sql_query(sql).get_result(conn).await?;
-    Ok(row.n)
-}
 
 /// `SELECT version()`.
 pub async fn server_version(url: &str) -> anyhow::Result<String> {

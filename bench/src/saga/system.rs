@@ -337,11 +337,7 @@ impl System {
         for name in &self.databases[..4] {
             let url = format!("{}/{name}", self.pg_server);
             let mut conn = AsyncPgConnection::establish(&url).await?;
-            total += crate::sql::count(
-                &mut conn,
-                "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL",
-            )
-            .await?;
+            total += shared::outbox::unpublished(&mut conn, Duration::ZERO).await?;
         }
         Ok(total)
     }

@@ -11,7 +11,7 @@ use outbox_relay::RelaySettings;
 use serde_json::{Value, json};
 use shared::service::Application;
 use shared::shutdown::{Shutdown, ShutdownTrigger};
-use testkit::effects::count;
+use testkit::effects::unpublished;
 use testkit::service::{TestApp, service_settings};
 use testkit::{TestAmqp, TestDb, eventually_async, init_tracing};
 
@@ -202,15 +202,7 @@ impl System {
             eventually_async(
                 Duration::from_secs(20),
                 &format!("{name} outbox empty"),
-                || async {
-                    (count(
-                        db,
-                        "SELECT count(*) AS count FROM outbox WHERE published_at IS NULL",
-                    )
-                    .await
-                        == 0)
-                        .then_some(())
-                },
+                || async { (unpublished(db).await == 0).then_some(()) },
             )
             .await;
         }
