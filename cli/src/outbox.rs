@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde::Serialize;
+use shared::config::{AmqpSettings, PgServer, parse_duration};
 use shared::outbox::UnpublishedRow;
 
 #[derive(Debug, Args)]
@@ -20,11 +21,20 @@ enum OutboxCommand {
     /// Unpublished rows older than `--older-than`.
     Pending {
         /// Age threshold: 500ms, 30s, 5m, 2h.
-        #[arg(long, default_value = "30s", value_parser = parse_age)]
+        #[arg(long, default_value = "30s", value_parser = parse_duration)]
         older_than: Duration,
-        /// The service databases (comma-separated).
-        #[arg(long, env = "RELAY_DATABASE_URLS", default_value = outbox_relay::config::DEFAULT_DATABASE_URLS)]
-        database_urls: String,
+        /// The service databases (comma-separated); default: the four service databases on the
+        /// server the PG* options or DATABASE_BASE_URL name.
+        #[arg(
+            long,
+            env = "RELAY_DATABASE_URLS",
+            value_delimiter = ',',
+            hide_env_values = true
+        )]
+        database_urls: Vec<String>,
+        #[command(flatten)]
+        server: PgServer,
+        /// Print the rows as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -40,14 +50,12 @@ pub async fn run(args: OutboxArgs) -> anyhow::Result<()> {
     let OutboxCommand::Pending {
         older_than,
         database_urls,
+        server,
         json,
     } = args.command;
     let mut report = Vec::new();
-    for url in database_urls
-        .split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-    {
+    let relay = outbox_relay::RelaySettings::new(database_urls, AmqpSettings::from_env());
+    for url in &relay.resolved(&server)?.database_urls {
         let (_, name) = shared::db::split_database_url(url)?;
         let mut conn = AsyncPgConnection::establish(url)
             .await
@@ -65,9 +73,10 @@ pub async fn run(args: OutboxArgs) -> anyhow::Result<()> {
     } else {
         for db in &report {
             println!(
-                "{}: {} unpublished row(s) older than {older_than:?}",
+                "{}: {} unpublished row(s) older than {}",
                 db.database,
-                db.rows.len()
+                db.rows.len(),
+                humantime::format_duration(older_than)
             );
             for row in &db.rows {
                 println!(
@@ -84,22 +93,4 @@ pub async fn run(args: OutboxArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn parse_age(text: &str) -> anyhow::Result<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .with_context(|| format!("{text:?}: expected e.g. 30s"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(number),
-        "" | "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number * 60),
-        "h" => Duration::from_secs(number * 3600),
-        _ => bail!("{text:?}: the unit must be ms, s, m or h"),
-    })
 }

@@ -39,6 +39,8 @@ async fn pending_lists_only_unpublished_rows_older_than_the_threshold() {
             "--database-urls",
             &db.url,
         ])
+        // Log lines belong on stderr: at any level, stdout stays one JSON document.
+        .env("RUST_LOG", "debug")
         .output()
         .await
         .unwrap();

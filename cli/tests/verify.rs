@@ -11,15 +11,20 @@ use diesel_async::RunQueryDsl;
 use system::{BALANCE, COUPON, ORDER, PRODUCT, System};
 
 async fn verify(s: &System) -> Output {
+    verify_with(s, &[]).await
+}
+
+async fn verify_with(s: &System, args: &[&str]) -> Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_sagactl"))
         .arg("verify")
+        .args(args)
         .env("ORDER_DATABASE_URL", &s.dbs[ORDER].url)
         .env("PRODUCT_DATABASE_URL", &s.dbs[PRODUCT].url)
         .env("COUPON_DATABASE_URL", &s.dbs[COUPON].url)
         .env("BALANCE_DATABASE_URL", &s.dbs[BALANCE].url)
         .env("AMQP_URL", &s.amqp.url)
         .env("AMQP_PREFIX", &s.amqp.prefix)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "debug")
         .output()
         .await
         .unwrap()
@@ -81,6 +86,18 @@ async fn verify_passes_on_a_settled_system_and_catches_every_planted_violation()
     assert!(
         report.contains("OK: every invariant holds") && report.contains("orders: 3 (0 in flight)"),
         "{report}"
+    );
+
+    let json = verify_with(&s, &["--json"]).await;
+    let parsed: serde_json::Value = serde_json::from_slice(&json.stdout)
+        .unwrap_or_else(|err| panic!("{err}: {}", String::from_utf8_lossy(&json.stdout)));
+    assert_eq!(
+        (
+            parsed["ok"].as_bool(),
+            parsed["violations"].as_array().map(Vec::len)
+        ),
+        (Some(true), Some(0)),
+        "{parsed}"
     );
 
     let product = format!("UPDATE products SET stock = stock + 1 WHERE id = {keyboard}");

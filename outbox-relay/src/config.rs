@@ -1,87 +1,134 @@
-//! Relay settings from environment variables (all listed in the README).
+//! Relay settings: command-line flags and environment variables (`outbox-relay --help` lists
+//! them all with their defaults).
 
 use std::time::Duration;
 
 use anyhow::bail;
-use shared::config::{AmqpSettings, env_millis, env_or, env_parse};
+use clap::Parser;
+use shared::config::{AmqpSettings, PgServer, parse_duration};
 
-/// The four service databases on the local server.
-pub const DEFAULT_DATABASE_URLS: &str = "postgres://postgres@127.0.0.1:5432/saga_order,\
-postgres://postgres@127.0.0.1:5432/saga_product,\
-postgres://postgres@127.0.0.1:5432/saga_coupon,\
-postgres://postgres@127.0.0.1:5432/saga_balance";
+/// The service databases the relay serves when none are named: those of the four services that
+/// write events.
+pub const SERVICE_DATABASES: [&str; 4] = ["order", "product", "coupon", "balance"];
 
-#[derive(Debug, Clone)]
+#[derive(Clone, clap::Args)]
 pub struct RelaySettings {
-    /// `RELAY_DATABASE_URLS`: comma-separated service databases to relay from.
+    /// Comma-separated service databases to relay from; default: the order, product, coupon and
+    /// balance databases (`saga_order`, ...) on the server the PG* options or DATABASE_BASE_URL
+    /// name.
+    #[arg(
+        long = "database-urls",
+        env = "RELAY_DATABASE_URLS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub database_urls: Vec<String>,
-    /// `AMQP_URL` and `AMQP_PREFIX`.
+    #[command(flatten)]
     pub amqp: AmqpSettings,
-    /// `RELAY_BATCH_SIZE`: rows claimed and published per transaction (the confirm window).
+    /// Rows claimed and published per transaction (the publisher-confirm window).
+    #[arg(long = "batch-size", env = "RELAY_BATCH_SIZE", default_value_t = 500)]
     pub batch_size: i64,
-    /// `RELAY_CLAIMERS`: concurrent claim loops per database, each with its own channel, so one
-    /// batch's database work overlaps another's broker round trip. Batches of different claimers
-    /// (and of several relays) reach the broker in no particular order relative to each other.
-    /// The saga does not need more: a step's event is produced by handling the previous step's,
-    /// so it cannot be published before its cause. Only events of one database that are not
-    /// each other's cause may swap (an `OrderCompleted` and the cancellation request that
-    /// followed it over HTTP); no consumer depends on their order, the monitor keeps the later
-    /// state. Set 1 (and run one relay) where a database's events must keep commit order.
+    /// Concurrent claim loops per database, each with its own channel, so one batch's database
+    /// work overlaps another's broker round trip. Batches of different claimers (and relays)
+    /// reach the broker in no particular order relative to each other; the saga needs no more,
+    /// since a step's event is produced by handling its cause. Set 1 (and run one relay) where a
+    /// database's events must keep commit order.
+    #[arg(long, env = "RELAY_CLAIMERS", default_value_t = 2)]
     pub claimers: usize,
-    /// `RELAY_POLL_INTERVAL_MS`: fallback poll when no notification arrives; NOTIFY is the hot
-    /// path, this only catches what a lost notification missed.
+    /// Fallback poll when no notification arrives; NOTIFY is the hot path, this only catches
+    /// what a lost notification missed.
+    #[arg(long = "poll-interval", env = "RELAY_POLL_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub poll_interval: Duration,
-    /// `RELAY_RETENTION_SECS`: 0 (the default) deletes each row in the transaction that confirmed
-    /// it, the cheapest way to retire a row; above 0, rows are marked `published_at` and kept
-    /// that long for inspection, then cleaned up (about a quarter slower, see the benchmark).
+    /// 0s deletes each row in the transaction that confirmed it, the cheapest way to retire it;
+    /// above 0, rows are marked published and kept that long for inspection, then deleted.
+    #[arg(long, env = "RELAY_RETENTION", default_value = "0s", value_parser = parse_duration)]
     pub retention: Duration,
-    /// `RELAY_CLEANUP_INTERVAL_MS`: how often cleanup runs.
+    /// How often retention cleanup runs.
+    #[arg(long = "cleanup-interval", env = "RELAY_CLEANUP_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub cleanup_interval: Duration,
-    /// `RELAY_DB_TIMEOUT_MS`: database connect and pool wait timeout.
+    /// Database connect and pool wait timeout.
+    #[arg(long = "db-timeout", env = "RELAY_DB_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub db_timeout: Duration,
-    /// `RELAY_MAX_BACKOFF_MS`: cap of the reconnect backoff after a broker or database failure.
+    /// Cap of the reconnect backoff after a broker or database failure.
+    #[arg(long = "max-backoff", env = "RELAY_MAX_BACKOFF", default_value = "5s", value_parser = parse_duration)]
     pub max_backoff: Duration,
-    /// `RELAY_METRICS_PORT`: where `/metrics` is served (0 = a free port); in-process relays
-    /// (tests, `sagactl up`) leave it `None` and serve none of their own.
+    /// Port of `/metrics` and `/health` (0 picks a free one). In-process relays (tests,
+    /// `sagactl up`) have none.
+    #[arg(
+        long = "metrics-port",
+        env = "RELAY_METRICS_PORT",
+        default_value = "9187"
+    )]
     pub metrics_port: Option<u16>,
-    /// `HTTP_HOST`: the interface of the metrics listener.
+    /// Interface of the metrics listener.
+    #[arg(long = "http-host", env = "HTTP_HOST", default_value = "127.0.0.1")]
     pub metrics_host: String,
-    /// `RELAY_BACKLOG_INTERVAL_MS`: how often the backlog gauges are refreshed.
+    /// How often the outbox backlog gauges are refreshed.
+    #[arg(long = "backlog-interval", env = "RELAY_BACKLOG_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub backlog_interval: Duration,
-    /// `OUTBOX_RELAY_CRASH_AFTER_CONFIRM`: test-only fault injection; the process exits right
-    /// after the broker confirmed a batch and before the rows are marked published.
+    /// Test-only fault injection: exit right after the broker confirmed a batch, before the rows
+    /// are marked published.
+    #[arg(long = "crash-after-confirm", env = "OUTBOX_RELAY_CRASH_AFTER_CONFIRM", hide = true, default_value_t = false, action = clap::ArgAction::Set)]
     pub crash_after_confirm: bool,
 }
 
-impl RelaySettings {
-    pub fn from_env() -> anyhow::Result<Self> {
-        let database_urls: Vec<String> = env_or("RELAY_DATABASE_URLS", DEFAULT_DATABASE_URLS)
-            .split(',')
-            .map(|url| url.trim().to_owned())
-            .filter(|url| !url.is_empty())
+impl std::fmt::Debug for RelaySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let urls: Vec<String> = self
+            .database_urls
+            .iter()
+            .map(|url| shared::db::redact(url))
             .collect();
-        if database_urls.is_empty() {
-            bail!("RELAY_DATABASE_URLS lists no database");
+        f.debug_struct("RelaySettings")
+            .field("database_urls", &urls)
+            .field("amqp", &self.amqp)
+            .field("batch_size", &self.batch_size)
+            .field("claimers", &self.claimers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The relay binary's command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "outbox-relay",
+    version,
+    about = "Publishes committed outbox rows to RabbitMQ"
+)]
+pub struct RelayCli {
+    #[command(flatten)]
+    pub relay: RelaySettings,
+    #[command(flatten)]
+    pub server: PgServer,
+}
+
+impl RelayCli {
+    /// The settings, with the default databases filled in from the server options.
+    pub fn settings(self) -> anyhow::Result<RelaySettings> {
+        self.relay.resolved(&self.server)
+    }
+}
+
+impl RelaySettings {
+    /// The settings from the environment alone (`sagactl up`).
+    pub fn from_env() -> anyhow::Result<Self> {
+        let server = shared::config::from_env::<PgServer>()?;
+        shared::config::from_env::<Self>()?.resolved(&server)
+    }
+
+    /// `self` checked, with the four service databases on `server` when none are named.
+    pub fn resolved(mut self, server: &PgServer) -> anyhow::Result<Self> {
+        self.database_urls.retain(|url| !url.trim().is_empty());
+        if self.database_urls.is_empty() {
+            self.database_urls = SERVICE_DATABASES
+                .iter()
+                .map(|name| server.service_database_url(name))
+                .collect();
         }
-        let settings = Self {
-            database_urls,
-            amqp: AmqpSettings::from_env(),
-            batch_size: env_parse("RELAY_BATCH_SIZE", 500)?,
-            claimers: env_parse("RELAY_CLAIMERS", 2)?,
-            poll_interval: env_millis("RELAY_POLL_INTERVAL_MS", 5_000)?,
-            retention: Duration::from_secs(env_parse("RELAY_RETENTION_SECS", 0)?),
-            cleanup_interval: env_millis("RELAY_CLEANUP_INTERVAL_MS", 60_000)?,
-            db_timeout: env_millis("RELAY_DB_TIMEOUT_MS", 5_000)?,
-            max_backoff: env_millis("RELAY_MAX_BACKOFF_MS", 5_000)?,
-            crash_after_confirm: env_parse("OUTBOX_RELAY_CRASH_AFTER_CONFIRM", false)?,
-            metrics_port: Some(env_parse("RELAY_METRICS_PORT", 9187)?),
-            metrics_host: env_or("HTTP_HOST", "127.0.0.1"),
-            backlog_interval: env_millis("RELAY_BACKLOG_INTERVAL_MS", 5_000)?,
-        };
-        if settings.batch_size < 1 || settings.claimers < 1 {
+        if self.batch_size < 1 || self.claimers < 1 {
             bail!("RELAY_BATCH_SIZE and RELAY_CLAIMERS must be at least 1");
         }
-        Ok(settings)
+        Ok(self)
     }
 
     /// Defaults for `database_urls` and `amqp`, as a test or tool would start it.

@@ -1,6 +1,6 @@
 //! The outbox relay: publishes committed outbox rows to RabbitMQ, losing nothing.
 //!
-//! - [`config`]: settings from the environment.
+//! - [`config`]: settings from the command line and the environment.
 //! - [`store`]: the SQL: claim a batch by state with `FOR UPDATE SKIP LOCKED`, mark, clean up.
 //! - [`publisher`]: one confirm-mode channel; a batch is published pipelined.
 //! - [`listener`]: LISTEN/NOTIFY wake-ups, with reconnect and catch-up.

@@ -1,12 +1,15 @@
-//! `outbox-relay`: loads settings, runs the relay until SIGTERM or Ctrl-C.
+//! `outbox-relay`: settings from the command line and environment (`--help` lists them), then
+//! the relay until SIGTERM or Ctrl-C.
 
-use outbox_relay::RelaySettings;
+use clap::Parser;
+use outbox_relay::config::RelayCli;
 use shared::shutdown::Shutdown;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = RelayCli::parse();
     shared::telemetry::init("outbox-relay");
-    let settings = RelaySettings::from_env()?;
+    let settings = cli.settings()?;
     let shutdown = Shutdown::from_os_signals();
     outbox_relay::run(settings, shutdown).await?;
     tracing::info!("outbox relay stopped");

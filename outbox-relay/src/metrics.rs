@@ -82,11 +82,16 @@ pub fn serve(
 ) -> anyhow::Result<(u16, tokio::task::JoinHandle<()>)> {
     let (listener, port) = shared::http::bind(host, port)?;
     let server = HttpServer::new(|| {
-        App::new().route("/metrics", web::get().to(render)).route(
-            "/health",
-            web::get()
-                .to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }),
-        )
+        App::new()
+            .wrap(actix_web::middleware::from_fn(
+                shared::http::fallback::json_errors,
+            ))
+            .route("/metrics", web::get().to(render))
+            .route(
+                "/health",
+                web::get()
+                    .to(|| async { HttpResponse::Ok().json(serde_json::json!({"status": "ok"})) }),
+            )
     })
     .workers(1)
     .disable_signals()

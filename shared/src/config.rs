@@ -1,12 +1,35 @@
-//! Settings from environment variables. Every variable has a default that works on a developer
-//! machine with PostgreSQL and RabbitMQ on 127.0.0.1; the README lists them all.
+//! Settings. Every option is both a command-line flag and an environment variable (clap with
+//! `env`), so a binary's `--help` is its configuration reference; every one has a default that
+//! works on a developer machine with PostgreSQL and RabbitMQ on 127.0.0.1. Durations take one
+//! format everywhere: `500ms`, `30s`, `5m`, `2h`.
+//!
+//! Values holding secrets (URLs with passwords, tokens) are hidden from `--help` and redacted in
+//! `Debug` output.
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
+use clap::{Args, FromArgMatches};
 
-/// The value of `name`, or `default` when it is unset or empty.
+use crate::db::redact;
+
+/// Parses a duration as every option and variable takes it: `500ms`, `30s`, `5m`, `2h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|err| format!("{err} (a duration such as 500ms, 30s, 5m)"))
+}
+
+/// `T` from the environment alone (no command line), with clap's parsing and defaults: for
+/// processes that run several components with their settings from one environment
+/// (`sagactl up`).
+pub fn from_env<T: Args + FromArgMatches>() -> anyhow::Result<T> {
+    let command = T::augment_args(clap::Command::new("settings").no_binary_name(true));
+    let matches = command.try_get_matches_from(Vec::<String>::new())?;
+    Ok(T::from_arg_matches(&matches)?)
+}
+
+/// The value of `name`, or `default` when it is unset or empty (tests and tools).
 pub fn env_or(name: &str, default: &str) -> String {
     match std::env::var(name) {
         Ok(value) if !value.trim().is_empty() => value,
@@ -30,72 +53,219 @@ where
     }
 }
 
-/// `name` as milliseconds.
-pub fn env_millis(name: &str, default_ms: u64) -> anyhow::Result<Duration> {
-    env_parse(name, default_ms).map(Duration::from_millis)
+/// The PostgreSQL server the service databases live on, named once so that the database URLs of
+/// every service derive from it instead of repeating credentials. Either a base URL, or the
+/// standard libpq variables.
+#[derive(Clone, Args)]
+pub struct PgServer {
+    /// Base URL of the server, without a database name (`postgres://user:password@host:5432`,
+    /// query parameters allowed); each service appends its database. Overrides the `PG*`
+    /// options.
+    #[arg(
+        id = "database_base_url",
+        long = "database-base-url",
+        env = "DATABASE_BASE_URL",
+        hide_env_values = true
+    )]
+    pub base_url: Option<String>,
+    /// Server host (a path for a Unix socket directory).
+    #[arg(
+        id = "pg_host",
+        long = "pg-host",
+        env = "PGHOST",
+        default_value = "127.0.0.1"
+    )]
+    pub host: String,
+    /// Server port.
+    #[arg(
+        id = "pg_port",
+        long = "pg-port",
+        env = "PGPORT",
+        default_value_t = 5432
+    )]
+    pub port: u16,
+    /// Role to connect as.
+    #[arg(
+        id = "pg_user",
+        long = "pg-user",
+        env = "PGUSER",
+        default_value = "postgres"
+    )]
+    pub user: String,
+    /// Password of the role (none by default).
+    #[arg(
+        id = "pg_password",
+        long = "pg-password",
+        env = "PGPASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// libpq `sslmode` (`disable`, `prefer`); passed on in every URL.
+    #[arg(id = "pg_sslmode", long = "pg-sslmode", env = "PGSSLMODE")]
+    pub sslmode: Option<String>,
 }
 
-/// `name` as a comma-separated list of milliseconds, e.g. `1000,5000,30000`.
-pub fn env_millis_list(name: &str, default: &str) -> anyhow::Result<Vec<Duration>> {
-    let raw = env_or(name, default);
-    let delays = raw
-        .split(',')
-        .map(str::trim)
-        .filter(|part| !part.is_empty())
-        .map(|part| part.parse::<u64>().map(Duration::from_millis))
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("{name}={raw:?}: expected comma-separated milliseconds"))?;
-    if delays.is_empty() {
-        bail!("{name} must list at least one delay");
+impl std::fmt::Debug for PgServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgServer")
+            .field("url", &redact(&self.database_url("")))
+            .finish()
     }
-    Ok(delays)
 }
 
-/// How to reach a service database.
-#[derive(Debug, Clone)]
-pub struct DatabaseSettings {
-    /// The database URL (each service reads its own `{NAME}_DATABASE_URL`).
-    pub url: String,
-    /// `DB_POOL_SIZE`: connections in the pool.
+impl Default for PgServer {
+    fn default() -> Self {
+        Self {
+            base_url: None,
+            host: "127.0.0.1".into(),
+            port: 5432,
+            user: "postgres".into(),
+            password: None,
+            sslmode: None,
+        }
+    }
+}
+
+impl PgServer {
+    /// The URL of `database` on this server.
+    pub fn database_url(&self, database: &str) -> String {
+        if let Some(base) = &self.base_url {
+            let (server, query) = match base.split_once('?') {
+                Some((server, query)) => (server, format!("?{query}")),
+                None => (base.as_str(), String::new()),
+            };
+            return format!("{}/{database}{query}", server.trim_end_matches('/'));
+        }
+        let credentials = match &self.password {
+            Some(password) => format!("{}:{}", encode(&self.user), encode(password)),
+            None => encode(&self.user),
+        };
+        let query = self
+            .sslmode
+            .as_deref()
+            .map(|mode| format!("?sslmode={}", encode(mode)))
+            .unwrap_or_default();
+        let host = encode(&self.host);
+        format!(
+            "postgres://{credentials}@{host}:{}/{database}{query}",
+            self.port
+        )
+    }
+
+    /// The database of service `name`: `saga_{name}`.
+    pub fn service_database_url(&self, name: &str) -> String {
+        self.database_url(&format!("saga_{name}"))
+    }
+}
+
+/// Percent-encodes everything but unreserved characters, for one URL component.
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(char::from(byte))
+            }
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}
+
+/// Pool settings every service shares.
+#[derive(Debug, Clone, Args)]
+pub struct PoolSettings {
+    /// Connections in each database pool.
+    #[arg(
+        id = "db_pool_size",
+        long = "db-pool-size",
+        env = "DB_POOL_SIZE",
+        default_value_t = 16
+    )]
     pub pool_size: usize,
-    /// `DB_POOL_TIMEOUT_MS`: how long to wait for a connection (to be created or to be free)
-    /// before failing; without it a pool waits forever when the database is down.
+    /// How long to wait for a pooled connection (to be created or freed) before failing; never
+    /// forever, so a database outage answers 503 instead of hanging.
+    #[arg(id = "db_pool_timeout", long = "db-pool-timeout", env = "DB_POOL_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub pool_timeout: Duration,
 }
 
-impl DatabaseSettings {
-    /// `url` with the pool settings from the environment.
-    pub fn from_env(url: String) -> anyhow::Result<Self> {
-        Ok(Self {
-            url,
-            pool_size: env_parse("DB_POOL_SIZE", 16)?,
-            pool_timeout: env_millis("DB_POOL_TIMEOUT_MS", 5_000)?,
-        })
-    }
-
-    pub fn with_url(url: impl Into<String>) -> Self {
+impl Default for PoolSettings {
+    fn default() -> Self {
         Self {
-            url: url.into(),
             pool_size: 16,
             pool_timeout: Duration::from_secs(5),
         }
     }
 }
 
-/// How to reach the broker and which names to use there.
-#[derive(Debug, Clone)]
-pub struct AmqpSettings {
-    /// `AMQP_URL`.
+/// How to reach a service database.
+#[derive(Clone)]
+pub struct DatabaseSettings {
+    /// The database URL.
     pub url: String,
-    /// `AMQP_PREFIX`: the first segment of every exchange and queue name, so that tests and
-    /// tenants sharing one broker never collide.
-    pub prefix: String,
+    /// Connections in the pool.
+    pub pool_size: usize,
+    /// How long to wait for a connection before failing.
+    pub pool_timeout: Duration,
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("url", &redact(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("pool_timeout", &self.pool_timeout)
+            .finish()
+    }
+}
+
+impl DatabaseSettings {
+    /// `url` with `pool`'s settings.
+    pub fn new(url: impl Into<String>, pool: &PoolSettings) -> Self {
+        Self {
+            url: url.into(),
+            pool_size: pool.pool_size,
+            pool_timeout: pool.pool_timeout,
+        }
+    }
+
+    /// `url` with the pool settings from the environment.
+    pub fn from_env(url: String) -> anyhow::Result<Self> {
+        Ok(Self::new(url, &from_env::<PoolSettings>()?))
+    }
+
+    /// `url` with the default pool settings.
+    pub fn with_url(url: impl Into<String>) -> Self {
+        Self::new(url, &PoolSettings::default())
+    }
 }
 
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const DEFAULT_AMQP_PREFIX: &str = "saga";
 
+/// How to reach the broker and which names to use there.
+#[derive(Clone, Args)]
+pub struct AmqpSettings {
+    /// The broker (`amqp://user:password@host:5672/vhost`).
+    #[arg(id = "amqp_url", long = "amqp-url", env = "AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_default_value = true, hide_env_values = true)]
+    pub url: String,
+    /// First segment of every exchange and queue name, so that tests and tenants sharing one
+    /// broker never collide.
+    #[arg(id = "amqp_prefix", long = "amqp-prefix", env = "AMQP_PREFIX", default_value = DEFAULT_AMQP_PREFIX)]
+    pub prefix: String,
+}
+
+impl std::fmt::Debug for AmqpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpSettings")
+            .field("url", &redact(&self.url))
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
 impl AmqpSettings {
+    /// The broker settings from the environment (`AMQP_URL`, `AMQP_PREFIX`).
     pub fn from_env() -> Self {
         Self {
             url: env_or("AMQP_URL", DEFAULT_AMQP_URL),
@@ -105,33 +275,54 @@ impl AmqpSettings {
 }
 
 /// How a service consumes its queue.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Args)]
 pub struct ConsumerSettings {
-    /// `CONSUMER_PREFETCH`: unacknowledged deliveries the broker may push at once.
+    /// Unacknowledged deliveries the broker may push at once.
+    #[arg(
+        id = "consumer_prefetch",
+        long = "consumer-prefetch",
+        env = "CONSUMER_PREFETCH",
+        default_value_t = 64
+    )]
     pub prefetch: u16,
-    /// `CONSUMER_CONCURRENCY`: deliveries handled at the same time (each holds one DB connection).
+    /// Deliveries handled at the same time (each holds one database connection).
+    #[arg(
+        id = "consumer_concurrency",
+        long = "consumer-concurrency",
+        env = "CONSUMER_CONCURRENCY",
+        default_value_t = 8
+    )]
     pub concurrency: usize,
-    /// `CONSUMER_MAX_ATTEMPTS`: handling attempts before a transiently failing message is
-    /// dead-lettered (1 = no retry).
+    /// Handling attempts before a transiently failing message is dead-lettered (1 = no retry).
+    #[arg(
+        id = "consumer_max_attempts",
+        long = "consumer-max-attempts",
+        env = "CONSUMER_MAX_ATTEMPTS",
+        default_value_t = 5
+    )]
     pub max_attempts: u32,
-    /// `CONSUMER_RETRY_DELAYS_MS`: the delay before retry 1, 2, ...; attempts beyond the list
-    /// reuse its last delay. Each delay is one retry queue (message TTL) named after its delay,
-    /// so a changed list declares new queues while the old ones drain.
+    /// The delay before retry 1, 2, ... (comma-separated); attempts beyond the list reuse its
+    /// last delay. Each delay is one retry queue named after it, so a changed list declares new
+    /// queues while the old ones drain.
+    #[arg(id = "consumer_retry_delays", long = "consumer-retry-delays", env = "CONSUMER_RETRY_DELAYS", default_value = "1s,5s,30s,2m", value_delimiter = ',', value_parser = parse_duration)]
     pub retry_delays: Vec<Duration>,
 }
 
 impl ConsumerSettings {
+    /// The consumer settings from the environment.
     pub fn from_env() -> anyhow::Result<Self> {
-        let settings = Self {
-            prefetch: env_parse("CONSUMER_PREFETCH", 64)?,
-            concurrency: env_parse("CONSUMER_CONCURRENCY", 8)?,
-            max_attempts: env_parse("CONSUMER_MAX_ATTEMPTS", 5)?,
-            retry_delays: env_millis_list("CONSUMER_RETRY_DELAYS_MS", "1000,5000,30000,120000")?,
-        };
-        if settings.concurrency == 0 || settings.max_attempts == 0 || settings.prefetch == 0 {
+        from_env::<Self>()?.validated()
+    }
+
+    /// `self`, or an error naming what is out of range.
+    pub fn validated(self) -> anyhow::Result<Self> {
+        if self.concurrency == 0 || self.max_attempts == 0 || self.prefetch == 0 {
             bail!("CONSUMER_CONCURRENCY, CONSUMER_MAX_ATTEMPTS and CONSUMER_PREFETCH must be > 0");
         }
-        Ok(settings)
+        if self.retry_delays.is_empty() {
+            bail!("CONSUMER_RETRY_DELAYS must list at least one delay");
+        }
+        Ok(self)
     }
 }
 
@@ -141,10 +332,56 @@ impl Default for ConsumerSettings {
             prefetch: 64,
             concurrency: 8,
             max_attempts: 5,
-            retry_delays: [1_000, 5_000, 30_000, 120_000]
-                .into_iter()
-                .map(Duration::from_millis)
-                .collect(),
+            retry_delays: [1, 5, 30, 120].map(Duration::from_secs).to_vec(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls_derive_from_one_server() {
+        let server = PgServer {
+            user: "saga app".into(),
+            password: Some("p@ss:w/rd".into()),
+            host: "db.internal".into(),
+            port: 6432,
+            sslmode: Some("disable".into()),
+            base_url: None,
+        };
+        assert_eq!(
+            server.service_database_url("order"),
+            "postgres://saga%20app:p%40ss%3Aw%2Frd@db.internal:6432/saga_order?sslmode=disable"
+        );
+        assert!(!format!("{server:?}").contains("p%40ss"), "{server:?}");
+        let based = PgServer {
+            base_url: Some("postgres://u:pw@h:5432/?application_name=x".into()),
+            ..PgServer::default()
+        };
+        assert_eq!(
+            based.database_url("saga_coupon"),
+            "postgres://u:pw@h:5432/saga_coupon?application_name=x"
+        );
+        assert_eq!(
+            PgServer::default().service_database_url("balance"),
+            "postgres://postgres@127.0.0.1:5432/saga_balance"
+        );
+    }
+
+    #[test]
+    fn durations_take_one_format() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration(" 5m "), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("500").is_err());
+        let defaults = ConsumerSettings::default();
+        let parsed: ConsumerSettings = {
+            let command =
+                ConsumerSettings::augment_args(clap::Command::new("t").no_binary_name(true));
+            let matches = command.try_get_matches_from(Vec::<String>::new()).unwrap();
+            ConsumerSettings::from_arg_matches(&matches).unwrap()
+        };
+        assert_eq!(parsed.retry_delays, defaults.retry_delays);
     }
 }

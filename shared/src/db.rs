@@ -43,14 +43,25 @@ pub fn build_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
         .context("building the database pool")
 }
 
+/// Key of the session advisory lock every migration run holds, so that replicas starting at
+/// the same moment migrate one after the other instead of racing on the catalog (two
+/// concurrent `CREATE TABLE __diesel_schema_migrations` fail on `pg_type_typname_nsp_index`).
+/// The lock is per database: replicas of different services never wait for each other.
+const MIGRATION_LOCK_KEY: i64 = 0x7361_6761_6d69_6772; // "sagamigr"
+
 /// Runs `migrations` against `url` on a blocking thread (the synchronous migration harness must
-/// not run on an async worker thread).
+/// not run on an async worker thread), under the migration advisory lock. The lock is taken on
+/// the harness's own connection and released when it closes, also if the process dies.
 pub async fn run_migrations(url: &str, migrations: EmbeddedMigrations) -> anyhow::Result<()> {
     let url = url.to_owned();
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        use diesel::Connection;
+        use diesel::{Connection, RunQueryDsl};
         let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
             .with_context(|| format!("connecting to {} for migrations", redact(&url)))?;
+        diesel::sql_query("SELECT pg_advisory_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK_KEY)
+            .execute(&mut conn)
+            .context("taking the migration lock")?;
         conn.run_pending_migrations(migrations)
             .map_err(|err| anyhow::anyhow!("running migrations: {err}"))?;
         Ok(())
@@ -59,41 +70,50 @@ pub async fn run_migrations(url: &str, migrations: EmbeddedMigrations) -> anyhow
     .context("migration task panicked")?
 }
 
-/// Creates the database named in `url` if it does not exist, connecting to the server's
-/// `postgres` database to do so.
+/// Makes sure the database named in `url` exists. A database that exists is only connected to:
+/// a service whose database an administrator created needs neither `CREATEDB` nor access to
+/// the server's `postgres` database. Only a missing one is created, from `postgres`; a replica
+/// that loses the race to create it finds it created.
 pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
-    use diesel::sql_types::{Bool, Text};
-    use diesel_async::{AsyncConnection, RunQueryDsl};
-
+    use diesel_async::AsyncConnection;
+    let missing = match AsyncPgConnection::establish(url).await {
+        Ok(_) => return Ok(()),
+        Err(err) => err.to_string().contains("does not exist"),
+    };
+    if !missing {
+        // Unreachable or refused: the caller's connection attempt reports it with its cause.
+        return Ok(());
+    }
     let (server, name) = split_database_url(url)?;
-    let admin_url = format!("{server}/postgres");
+    let query = url.split_once('?').map(|(_, query)| format!("?{query}"));
+    let admin_url = format!("{server}/postgres{}", query.unwrap_or_default());
     let mut conn = AsyncPgConnection::establish(&admin_url)
         .await
-        .with_context(|| format!("connecting to {}", redact(&admin_url)))?;
+        .with_context(|| format!("connecting to {} to create {name}", redact(&admin_url)))?;
+    let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+    if let Err(err) =
+        diesel_async::RunQueryDsl::execute(diesel::sql_query(statement), &mut conn).await
+        && !database_exists(&mut conn, &name).await?
+    {
+        return Err(err).with_context(|| format!("creating database {name}"));
+    }
+    Ok(())
+}
 
+async fn database_exists(conn: &mut AsyncPgConnection, name: &str) -> anyhow::Result<bool> {
+    use diesel::sql_types::{Bool, Text};
     #[derive(diesel::QueryableByName)]
     struct Exists {
         #[diesel(sql_type = Bool)]
         exists: bool,
     }
-    let found: Exists =
+    let found: Exists = diesel_async::RunQueryDsl::get_result(
         diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
-            .bind::<Text, _>(&name)
-            .get_result(&mut conn)
-            .await?;
-    if !found.exists {
-        let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
-        match diesel::sql_query(statement).execute(&mut conn).await {
-            Ok(_) => {}
-            // Another process created it between our check and our CREATE.
-            Err(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            )) => {}
-            Err(err) => return Err(err).with_context(|| format!("creating database {name}")),
-        }
-    }
-    Ok(())
+            .bind::<Text, _>(name),
+        conn,
+    )
+    .await?;
+    Ok(found.exists)
 }
 
 /// `postgres://u@h:p/name?x` → (`postgres://u@h:p`, `name`).

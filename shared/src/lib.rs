@@ -17,6 +17,7 @@
 //! - [`shutdown`]: the shutdown signal passed to every long-running loop.
 //! - [`backoff`]: the one exponential backoff used by every retry loop.
 //! - [`error`]: the error policy.
+//! - [`text_enum`]: closed sets of values stored as text, spelled once.
 
 pub mod amqp;
 pub mod backoff;
@@ -37,3 +38,4 @@ pub mod schema;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;
+pub mod text_enum;

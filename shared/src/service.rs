@@ -15,7 +15,9 @@ use diesel_migrations::EmbeddedMigrations;
 use futures_util::future::BoxFuture;
 use tokio::task::JoinSet;
 
-use crate::config::{AmqpSettings, ConsumerSettings, DatabaseSettings, env_or, env_parse};
+use clap::{Args, FromArgMatches};
+
+use crate::config::{AmqpSettings, ConsumerSettings, DatabaseSettings, PgServer, PoolSettings};
 use crate::consumer::{Consumer, Handlers};
 use crate::db::{
     OUTBOX_MIGRATIONS, PgPool, build_pool, create_database_if_missing, redact, run_migrations,
@@ -23,47 +25,135 @@ use crate::db::{
 use crate::http::health::Readiness;
 use crate::shutdown::Shutdown;
 
-/// Everything a service reads from the environment.
+/// Everything a service is configured with.
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
     /// The service's name: its consumer (queue) name and the prefix of its variables.
     pub name: String,
-    /// `HTTP_HOST`: the interface to listen on.
+    /// The interface to listen on.
     pub host: String,
-    /// `{NAME}_PORT`: 0 picks a free port.
+    /// The HTTP port; 0 picks a free one.
     pub port: u16,
-    /// `HTTP_WORKERS`: actix worker threads (0 = one per core).
+    /// actix worker threads (0 = one per core).
     pub http_workers: usize,
-    /// `{NAME}_DATABASE_URL` plus the shared `DB_POOL_*`.
+    /// The service's own database and its pool.
     pub database: DatabaseSettings,
     pub amqp: AmqpSettings,
     pub consumer: ConsumerSettings,
 }
 
+/// The options every service shares; the port and database URL are per service and added to
+/// the command by [`ServiceSettings::command`], since their variables carry the service's name.
+#[derive(Debug, Clone, clap::Args)]
+struct CommonArgs {
+    /// Interface to listen on.
+    #[arg(
+        id = "http_host",
+        long = "http-host",
+        env = "HTTP_HOST",
+        default_value = "127.0.0.1"
+    )]
+    host: String,
+    /// actix worker threads (0 = one per core).
+    #[arg(long = "http-workers", env = "HTTP_WORKERS", default_value_t = 0)]
+    http_workers: usize,
+    #[command(flatten)]
+    pool: PoolSettings,
+    #[command(flatten)]
+    server: PgServer,
+    #[command(flatten)]
+    amqp: AmqpSettings,
+    #[command(flatten)]
+    consumer: ConsumerSettings,
+}
+
 impl ServiceSettings {
-    /// Settings for `name` (`order`, `product`, ...), whose own variables are prefixed with the
-    /// upper-cased name, so that all services can share one shell environment.
-    pub fn from_env(name: &str, default_port: u16) -> anyhow::Result<Self> {
+    /// The command line of service `name` (`order`, `product`, ...): the shared options plus
+    /// `--port` (`{NAME}_PORT`) and `--database-url` (`{NAME}_DATABASE_URL`), upper-cased so that
+    /// all services can share one shell environment. A binary adds its own options to it.
+    pub fn command(name: &str, default_port: u16) -> clap::Command {
         let upper = name.to_uppercase();
-        let database = DatabaseSettings::from_env(env_or(
-            &format!("{upper}_DATABASE_URL"),
-            &default_database_url(name),
-        ))?;
+        let command = clap::Command::new(format!("{name}-service"))
+            .about(format!("The {name} service of the order saga system"))
+            .arg(
+                clap::Arg::new("service_port")
+                    .long("port")
+                    .env(format!("{upper}_PORT"))
+                    .default_value(default_port.to_string())
+                    .value_parser(clap::value_parser!(u16))
+                    .help("HTTP port; 0 picks a free one"),
+            )
+            .arg(
+                clap::Arg::new("service_database_url")
+                    .long("database-url")
+                    .env(format!("{upper}_DATABASE_URL"))
+                    .hide_env_values(true)
+                    .help(format!(
+                        "The service's own database (created if missing); default: database \
+                         saga_{name} on the server the PG* options or DATABASE_BASE_URL name"
+                    )),
+            );
+        CommonArgs::augment_args(command)
+    }
+
+    /// The settings of service `name` from parsed `matches` of [`Self::command`].
+    pub fn from_matches(name: &str, matches: &clap::ArgMatches) -> anyhow::Result<Self> {
+        let common = CommonArgs::from_arg_matches(matches)?;
+        let url = matches
+            .get_one::<String>("service_database_url")
+            .filter(|url| !url.trim().is_empty())
+            .cloned()
+            .unwrap_or_else(|| common.server.service_database_url(name));
         Ok(Self {
             name: name.to_owned(),
-            host: env_or("HTTP_HOST", "127.0.0.1"),
-            port: env_parse(&format!("{upper}_PORT"), default_port)?,
-            http_workers: env_parse("HTTP_WORKERS", 0)?,
-            database,
-            amqp: AmqpSettings::from_env(),
-            consumer: ConsumerSettings::from_env()?,
+            host: common.host,
+            port: matches
+                .get_one::<u16>("service_port")
+                .copied()
+                .unwrap_or_default(),
+            http_workers: common.http_workers,
+            database: DatabaseSettings::new(url, &common.pool),
+            amqp: common.amqp,
+            consumer: common.consumer.validated()?,
         })
     }
+
+    /// The settings of service `name` from the environment alone (several services in one
+    /// process, as `sagactl up` runs them).
+    pub fn from_env(name: &str, default_port: u16) -> anyhow::Result<Self> {
+        let matches = Self::command(name, default_port)
+            .no_binary_name(true)
+            .try_get_matches_from(Vec::<String>::new())?;
+        Self::from_matches(name, &matches)
+    }
+}
+
+/// Options a service binary adds to the shared ones; `NoOptions` for none.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NoOptions {}
+
+/// The whole `main` of a service binary: parses the command line and environment (answering
+/// `--help` and `--version` without starting anything), sets up telemetry, builds the service
+/// with `build` and serves until SIGTERM or Ctrl-C.
+pub async fn serve<A: Args + FromArgMatches>(
+    name: &str,
+    default_port: u16,
+    version: &'static str,
+    build: impl AsyncFnOnce(&ServiceSettings, A) -> anyhow::Result<Application>,
+) -> anyhow::Result<()> {
+    let command = A::augment_args(ServiceSettings::command(name, default_port)).version(version);
+    let matches = command.get_matches();
+    crate::telemetry::init(name);
+    let settings = ServiceSettings::from_matches(name, &matches)?;
+    let options = A::from_arg_matches(&matches)?;
+    let app = build(&settings, options).await?;
+    tracing::info!(port = app.port(), service = name, "listening");
+    app.run(Shutdown::from_os_signals()).await
 }
 
 /// `postgres://postgres@127.0.0.1:5432/saga_{name}`.
 pub fn default_database_url(name: &str) -> String {
-    format!("postgres://postgres@127.0.0.1:5432/saga_{name}")
+    PgServer::default().service_database_url(name)
 }
 
 /// Creates the database if missing and runs the outbox/inbox migrations, then the service's.
@@ -128,6 +218,9 @@ impl Application {
         let (listener, port) = crate::http::bind(&settings.host, settings.port)?;
         let mut server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(
+                    crate::http::fallback::json_errors,
+                ))
                 .wrap(actix_web::middleware::from_fn(crate::http::metrics::track))
                 .app_data(service_name.clone())
                 .route("/metrics", web::get().to(crate::http::metrics::render))

@@ -1,4 +1,4 @@
-//! One tracing setup for every binary: compact lines locally, JSON in containers
+//! One tracing setup for every binary: compact lines on stderr locally, JSON in containers
 //! (`LOG_FORMAT=json`), `RUST_LOG` respected (default `info`), and OpenTelemetry export over
 //! OTLP/HTTP when the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is set (off otherwise).
 //!
@@ -20,13 +20,19 @@ use tracing_subscriber::{EnvFilter, Layer};
 pub fn init(service: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json"));
+    // Logs go to stderr in every binary: stdout is for what a command prints (`--json`
+    // output piped to jq, the addresses `sagactl up` lists).
     let fmt = if json {
         tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
+            .with_writer(std::io::stderr)
             .boxed()
     } else {
-        tracing_subscriber::fmt::layer().compact().boxed()
+        tracing_subscriber::fmt::layer()
+            .compact()
+            .with_writer(std::io::stderr)
+            .boxed()
     };
     let otel =
         otlp_tracer(service).map(|tracer| tracing_opentelemetry::layer().with_tracer(tracer));

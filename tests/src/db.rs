@@ -45,6 +45,15 @@ impl TestDb {
         Self { name, url, pool }
     }
 
+    /// A database name reserved for one test but not created: the code under test creates it.
+    /// It is dropped, if it exists by then, when this value is dropped.
+    pub fn uncreated() -> Self {
+        let name = format!("test_{}", crate::unique_suffix());
+        let url = format!("{}/{name}", server_url());
+        let pool = build_pool(&DatabaseSettings::with_url(url.clone())).expect("pool");
+        Self { name, url, pool }
+    }
+
     /// A dedicated connection (outside the pool).
     pub async fn connect(&self) -> AsyncPgConnection {
         AsyncPgConnection::establish(&self.url)

@@ -7,6 +7,7 @@
 //! with a deadline instead of sleeping.
 
 mod amqp;
+pub mod binary;
 mod db;
 pub mod effects;
 mod proxy;

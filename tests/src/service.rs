@@ -109,6 +109,50 @@ impl TestApp {
         )
     }
 
+    /// Asserts that `POST path` with `body` is refused with a 422 naming `field`, and that no
+    /// 500 or other status hides behind it (used for text fields holding a NUL character).
+    pub async fn assert_refused(&self, path: &str, body: &serde_json::Value, field: &str) {
+        let (status, answer) = self.post(path, body).await;
+        assert_eq!(status, 422, "POST {path} {body}: {answer}");
+        assert_eq!(
+            answer["error"]["field"], field,
+            "POST {path} {body}: {answer}"
+        );
+    }
+
+    /// Asserts that each `(method, path)` that matches no route answers 404 (or 405 for a known
+    /// path) with the JSON error object, as every other error does.
+    pub async fn assert_routing_errors_are_json(&self, requests: &[(&str, &str)]) {
+        for (method, path) in requests {
+            let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+            let response = self
+                .client
+                .request(method.clone(), self.url(path))
+                .send()
+                .await
+                .expect("request");
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            assert!(
+                matches!(status, 404 | 405),
+                "{method} {path}: {status} {body}"
+            );
+            let code = if status == 404 {
+                "not_found"
+            } else {
+                "method_not_allowed"
+            };
+            assert_eq!(
+                body["error"]["code"], code,
+                "{method} {path}: {status} {body}"
+            );
+            assert!(
+                body["error"]["message"].is_string(),
+                "{method} {path}: {body}"
+            );
+        }
+    }
+
     /// Waits until `GET /ready` answers 200: database reachable and consumer connected (so its
     /// queue is declared and events published from now on are routed to it).
     pub async fn wait_ready(&self) {

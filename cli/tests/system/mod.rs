@@ -29,7 +29,7 @@ pub struct System {
     relay: Option<(ShutdownTrigger, tokio::task::JoinHandle<anyhow::Result<()>>)>,
 }
 
-async fn build(name: &str, settings: &shared::service::ServiceSettings) -> Application {
+pub async fn build(name: &str, settings: &shared::service::ServiceSettings) -> Application {
     match name {
         ORDER => order_service::build(settings).await,
         PRODUCT => product_service::build(settings).await,

@@ -8,9 +8,18 @@ use rust_decimal::Decimal;
 
 use crate::schema::{balance_history, balances};
 
-pub const CHARGE: &str = "CHARGE";
-pub const PAYMENT: &str = "PAYMENT";
-pub const REFUND: &str = "REFUND";
+shared::text_enum! {
+    /// What moved a balance: a top-up, an order's payment, or its refund.
+    pub enum LedgerKind {
+        Charge => "CHARGE",
+        Payment => "PAYMENT",
+        Refund => "REFUND",
+    }
+}
+
+pub const CHARGE: &str = LedgerKind::Charge.as_str();
+pub const PAYMENT: &str = LedgerKind::Payment.as_str();
+pub const REFUND: &str = LedgerKind::Refund.as_str();
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = balance_history)]

@@ -308,3 +308,24 @@ async fn ready_answers_503_until_the_broker_session_is_up() {
     app.wait_ready().await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_nul_in_a_text_field_is_a_422_naming_it_and_unknown_paths_answer_json() {
+    let s = start().await;
+    s.app
+        .assert_refused(
+            "/balances/7/charge",
+            &json!({"amount": "1\u{0}0"}),
+            "amount",
+        )
+        .await;
+    s.app
+        .assert_routing_errors_are_json(&[
+            ("GET", "/nope"),
+            ("GET", "/balances/"),
+            ("GET", "/balances//history"),
+            ("PUT", "/balances/7"),
+        ])
+        .await;
+    s.app.stop().await;
+}

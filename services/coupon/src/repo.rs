@@ -11,8 +11,16 @@ use crate::schema::{coupon_usages, coupons, user_coupons};
 
 pub const FIXED: &str = "FIXED";
 pub const PERCENT: &str = "PERCENT";
-pub const AVAILABLE: &str = "AVAILABLE";
-pub const USED: &str = "USED";
+shared::text_enum! {
+    /// Whether a user coupon can still be used.
+    pub enum CouponStatus {
+        Available => "AVAILABLE",
+        Used => "USED",
+    }
+}
+
+pub const AVAILABLE: &str = CouponStatus::Available.as_str();
+pub const USED: &str = CouponStatus::Used.as_str();
 pub const USE: &str = "USE";
 pub const RESTORE: &str = "RESTORE";
 

@@ -40,21 +40,47 @@ impl std::fmt::Debug for AdminSettings {
 /// The default consumers: the four services and the monitor.
 pub const DEFAULT_CONSUMERS: &str = "order,product,coupon,balance,monitor";
 
+/// The admin API's options.
+#[derive(Clone, clap::Args)]
+pub struct AdminArgs {
+    /// Bearer token of the admin API (dead-letter operations); unset = the API is off.
+    #[arg(long = "admin-token", env = "ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Consumers whose dead-letter queues the admin API looks at (comma-separated).
+    #[arg(long = "dlq-consumers", env = "DLQ_CONSUMERS", default_value = DEFAULT_CONSUMERS)]
+    pub consumers: String,
+    /// Where the admin API writes purged messages (default: the system temp directory).
+    #[arg(long = "admin-purge-dir", env = "ADMIN_PURGE_DIR")]
+    pub purge_dir: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for AdminArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminArgs")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("consumers", &self.consumers)
+            .finish()
+    }
+}
+
 impl AdminSettings {
-    /// `None` when `ADMIN_TOKEN` is unset or empty: the admin API is off.
-    pub fn from_env(amqp: &AmqpSettings) -> Option<Self> {
-        let token = std::env::var("ADMIN_TOKEN")
-            .ok()
-            .filter(|token| !token.trim().is_empty())?;
+    /// `None` when no token is given: the admin API is off.
+    pub fn from_args(args: AdminArgs, amqp: &AmqpSettings) -> Option<Self> {
+        let token = args.token.filter(|token| !token.trim().is_empty())?;
         Some(Self {
             token,
             amqp: amqp.clone(),
-            consumers: consumers_from(&shared::config::env_or("DLQ_CONSUMERS", DEFAULT_CONSUMERS)),
-            purge_dir: PathBuf::from(shared::config::env_or(
-                "ADMIN_PURGE_DIR",
-                &std::env::temp_dir().display().to_string(),
-            )),
+            consumers: consumers_from(&args.consumers),
+            purge_dir: args.purge_dir.unwrap_or_else(std::env::temp_dir),
         })
+    }
+
+    /// As [`Self::from_args`], from the environment alone.
+    pub fn from_env(amqp: &AmqpSettings) -> anyhow::Result<Option<Self>> {
+        Ok(Self::from_args(
+            shared::config::from_env::<AdminArgs>()?,
+            amqp,
+        ))
     }
 }
 

@@ -25,7 +25,7 @@ pub const DEFAULT_PORT: u16 = 8085;
 pub const BATCH: usize = 32;
 
 pub async fn build(settings: &ServiceSettings) -> anyhow::Result<Application> {
-    build_with_admin(settings, admin::AdminSettings::from_env(&settings.amqp)).await
+    build_with_admin(settings, admin::AdminSettings::from_env(&settings.amqp)?).await
 }
 
 /// As [`build`], with the admin API configured explicitly (`None` = off).

@@ -1,13 +1,18 @@
-//! `monitor-service`: loads settings, builds the service and runs it until SIGTERM or Ctrl-C.
+//! `monitor-service`: settings from the command line and environment (`--help` lists them),
+//! then the saga monitor until SIGTERM or Ctrl-C.
 
-use shared::service::ServiceSettings;
-use shared::shutdown::Shutdown;
+use monitor_service::admin::{AdminArgs, AdminSettings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    shared::telemetry::init(monitor_service::NAME);
-    let settings = ServiceSettings::from_env(monitor_service::NAME, monitor_service::DEFAULT_PORT)?;
-    let app = monitor_service::build(&settings).await?;
-    tracing::info!(port = app.port(), "monitor service listening");
-    app.run(Shutdown::from_os_signals()).await
+    shared::service::serve(
+        monitor_service::NAME,
+        monitor_service::DEFAULT_PORT,
+        env!("CARGO_PKG_VERSION"),
+        async |settings, admin: AdminArgs| {
+            let admin = AdminSettings::from_args(admin, &settings.amqp);
+            monitor_service::build_with_admin(settings, admin).await
+        },
+    )
+    .await
 }

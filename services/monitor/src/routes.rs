@@ -101,9 +101,15 @@ async fn list(
     };
     let default_age = if state == "stuck" { "30s" } else { "0s" };
     let older_than =
-        parse_age(query.older_than.as_deref().unwrap_or(default_age)).ok_or_else(|| {
-            ApiError::validation("older_than", "a duration like 500ms, 30s, 5m or 2h")
-        })?;
+        shared::config::parse_duration(query.older_than.as_deref().unwrap_or(default_age))
+            .ok()
+            .filter(|age| *age <= MAX_AGE)
+            .ok_or_else(|| {
+                ApiError::validation(
+                    "older_than",
+                    "a duration like 500ms, 30s, 5m or 2h, at most 365d",
+                )
+            })?;
     let limit = query.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::validation("limit", "must be 1..=1000"));
@@ -113,17 +119,5 @@ async fn list(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "state": state, "older_than_seconds": older_than.as_secs_f64(), "sagas": sagas })))
 }
 
-fn parse_age(text: &str) -> Option<Duration> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    Some(match unit {
-        "ms" => Duration::from_millis(number),
-        "" | "s" => Duration::from_secs(number),
-        "m" => Duration::from_secs(number.checked_mul(60)?),
-        "h" => Duration::from_secs(number.checked_mul(3600)?),
-        _ => return None,
-    })
-}
+/// Beyond any saga's life, and within what the database's interval arithmetic takes.
+const MAX_AGE: Duration = Duration::from_secs(365 * 24 * 3600);

@@ -118,11 +118,22 @@ pub fn idempotency_key(raw: &str) -> Result<String, ApiError> {
     Ok(key.to_owned())
 }
 
-pub const PENDING: &str = "PENDING";
-pub const COMPLETED: &str = "COMPLETED";
-pub const FAILED: &str = "FAILED";
-pub const CANCELLING: &str = "CANCELLING";
-pub const CANCELLED: &str = "CANCELLED";
+shared::text_enum! {
+    /// Where an order is in its saga (`docs/design.md`, the order's states).
+    pub enum OrderStatus {
+        Pending => "PENDING",
+        Completed => "COMPLETED",
+        Failed => "FAILED",
+        Cancelling => "CANCELLING",
+        Cancelled => "CANCELLED",
+    }
+}
+
+pub const PENDING: &str = OrderStatus::Pending.as_str();
+pub const COMPLETED: &str = OrderStatus::Completed.as_str();
+pub const FAILED: &str = OrderStatus::Failed.as_str();
+pub const CANCELLING: &str = OrderStatus::Cancelling.as_str();
+pub const CANCELLED: &str = OrderStatus::Cancelled.as_str();
 
 /// A status no saga step will change by itself (a COMPLETED order changes only if cancelled).
 pub fn is_terminal(status: &str) -> bool {

@@ -120,16 +120,7 @@ async fn place(
         })?)?),
         None => None,
     };
-    // The saga's trace: the caller's W3C trace context if it sent one, else a new trace, so
-    // that every saga's events and log lines share one trace id.
-    let traceparent = Some(
-        request
-            .headers()
-            .get("traceparent")
-            .and_then(|value| value.to_str().ok())
-            .filter(|value| shared::telemetry::is_traceparent(value))
-            .map_or_else(shared::telemetry::new_traceparent, str::to_owned),
-    );
+    let traceparent = Some(traceparent_of(&request));
     let trace_id = traceparent
         .as_deref()
         .and_then(shared::telemetry::trace_id)
@@ -163,6 +154,18 @@ async fn place(
             status,
         }),
     })
+}
+
+/// The trace a request's events belong to: the caller's W3C trace context if it sent one, else
+/// a new trace, so that every saga's (and every cancellation's) events and log lines share one
+/// trace id.
+fn traceparent_of(request: &HttpRequest) -> String {
+    request
+        .headers()
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| shared::telemetry::is_traceparent(value))
+        .map_or_else(shared::telemetry::new_traceparent, str::to_owned)
 }
 
 /// One transaction: replay an Idempotency-Key, or insert the order with its saga's first event.
@@ -301,8 +304,13 @@ async fn list(
 }
 
 /// `COMPLETED` → `CANCELLING`, and the refund request that starts the compensation.
-async fn cancel(pool: web::Data<PgPool>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+async fn cancel(
+    pool: web::Data<PgPool>,
+    request: HttpRequest,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
     let id = order_id(path.into_inner())?;
+    let traceparent = traceparent_of(&request);
     let mut conn = pool.get().await?;
     conn.transaction(async |tx| {
         let order = repo::lock(tx, id)
@@ -319,7 +327,7 @@ async fn cancel(pool: web::Data<PgPool>, path: web::Path<i64>) -> Result<HttpRes
         }
         let items = repo::items(tx, &[id]).await?;
         repo::transition(tx, id, domain::COMPLETED, domain::CANCELLING).await?;
-        let request = BalanceRestorationRequested {
+        let refund = BalanceRestorationRequested {
             command: OrderCommand {
                 order_id: id,
                 user_id: order.user_id,
@@ -343,8 +351,9 @@ async fn cancel(pool: web::Data<PgPool>, path: web::Path<i64>) -> Result<HttpRes
             paid_amount: order.paid_amount.unwrap_or_default(),
             reason: FailureReason::new("cancelled", "cancelled at the user's request"),
         };
-        let envelope =
-            Envelope::new(&request, Some(id)).map_err(|err| ApiError::Internal(err.into()))?;
+        let envelope = Envelope::new(&refund, Some(id))
+            .map_err(|err| ApiError::Internal(err.into()))?
+            .with_traceparent(Some(traceparent.clone()));
         enqueue_event::<BalanceRestorationRequested>(tx, envelope).await?;
         Ok(())
     })

@@ -101,17 +101,22 @@ impl EventHandler<StockRestored> for EndCompensation {
         event: StockRestored,
     ) -> Result<(), HandlerError> {
         let id = event.command.order_id;
-        let Some(order) = repo::find(conn, id).await? else {
+        // Locked: the status read here is the one the transition below starts from.
+        let Some(order) = repo::lock(conn, id).await? else {
             return Err(HandlerError::permanent(anyhow::anyhow!(
                 "order {id} does not exist"
             )));
         };
         match order.status.as_str() {
             CANCELLING => {
-                if let Some(accepted_at) = repo::transition(conn, id, CANCELLING, CANCELLED).await?
-                {
-                    metrics::finished("cancelled", "none".into(), accepted_at);
-                }
+                // The transition, not the status read, decides: no OrderCancelled for an order
+                // this event did not cancel.
+                let Some(accepted_at) = repo::transition(conn, id, CANCELLING, CANCELLED).await?
+                else {
+                    tracing::warn!(order_id = id, "order left CANCELLING meanwhile; ignored");
+                    return Ok(());
+                };
+                metrics::finished("cancelled", "none".into(), accepted_at);
                 let next = OrderCancelled {
                     order_id: id,
                     user_id: order.user_id,

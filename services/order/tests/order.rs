@@ -1,25 +1,52 @@
-//! The order service's HTTP contract on its own: validation names the field, unknown ids are
-//! 404, listing pages, and an accepted order writes exactly its saga's first event.
+//! The order service on its own: validation names the field, unknown ids are 404, listing
+//! pages, an accepted order writes exactly its saga's first event, and the end of a
+//! cancellation emits `OrderCancelled` only for the order it cancelled.
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+use std::time::Duration;
+
+use diesel::sql_types::BigInt;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use serde_json::{Value, json};
-use shared::envelope::SagaEvent;
-use shared::events::OrderProcessingStarted;
-use testkit::service::{TestApp, outbox_events, service_settings};
-use testkit::{TestAmqp, TestDb, init_tracing};
+use shared::envelope::{Envelope, SagaEvent};
+use shared::events::{
+    BalanceRestorationRequested, FailureReason, OrderCancelled, OrderCommand, OrderLine,
+    OrderProcessingStarted, StockRestored,
+};
+use testkit::effects::count;
+use testkit::service::{Setup, TestApp, outbox_events, publish};
+use testkit::{TestAmqp, TestDb, eventually_async};
 
 async fn start() -> (TestDb, TestAmqp, TestApp) {
-    init_tracing();
-    let db = TestDb::with_migrations(vec![order_service::MIGRATIONS]).await;
-    let amqp = TestAmqp::new().await;
-    let app = TestApp::start(
-        order_service::build(&service_settings(order_service::NAME, &db, &amqp))
-            .await
-            .unwrap(),
-    );
-    app.wait_ready().await;
+    let Setup { db, amqp, app } = Setup::start(
+        order_service::NAME,
+        order_service::MIGRATIONS,
+        order_service::build,
+    )
+    .await;
     (db, amqp, app)
+}
+
+/// Places an order of user 3 and moves it to `status` with 25.00 paid, as its saga would.
+async fn order_in(db: &TestDb, app: &TestApp, status: &str) -> i64 {
+    let (_, accepted) = app
+        .post(
+            "/orders",
+            &json!({"user_id": 3, "items": [line(json!(1), json!(2))]}),
+        )
+        .await;
+    let id = accepted["order_id"].as_i64().unwrap();
+    let mut conn = db.connect().await;
+    diesel::sql_query(format!(
+        "UPDATE orders SET status = '{status}', total_amount = 25, discount_amount = 0, \
+         paid_amount = 25 WHERE id = $1"
+    ))
+    .bind::<BigInt, _>(id)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    id
 }
 
 fn line(product_id: Value, quantity: Value) -> Value {
@@ -185,6 +212,109 @@ async fn orders_are_listed_newest_first_in_pages_and_unknown_ids_are_404() {
     assert_eq!(
         (status, error["error"]["code"].as_str()),
         (409, Some("not_cancellable"))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_nul_in_the_body_is_a_422_naming_it_and_unknown_paths_answer_json() {
+    let (_db, _amqp, app) = start().await;
+    let body =
+        json!({"user_id": 1, "items": [{"product_id": 1, "quantity": 1, "gift_note": "\u{0}"}]});
+    app.assert_refused("/orders", &body, "items[0].gift_note")
+        .await;
+    app.assert_routing_errors_are_json(&[
+        ("GET", "/nope"),
+        ("GET", "/orders/"),
+        ("POST", "/orders//cancel"),
+        ("DELETE", "/orders/1"),
+    ])
+    .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancellation_carries_the_request_trace_context() {
+    let (db, _amqp, app) = start().await;
+    let id = order_in(&db, &app, "COMPLETED").await;
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let response = app
+        .client
+        .post(app.url(&format!("/orders/{id}/cancel")))
+        .header("traceparent", traceparent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let events = outbox_events(&db).await;
+    let refund = events
+        .iter()
+        .find(|e| e.event_type == BalanceRestorationRequested::TYPE)
+        .expect("the refund request");
+    assert_eq!(refund.traceparent.as_deref(), Some(traceparent));
+    let (_, row) = app.get(&format!("/orders/{id}")).await;
+    assert_eq!(row["status"], "CANCELLING");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_end_of_a_compensation_emits_order_cancelled_only_when_it_cancelled_the_order() {
+    let (db, amqp, app) = start().await;
+    let id = order_in(&db, &app, "CANCELLING").await;
+    // Another transaction holds the order while the event arrives, and settles it first.
+    let mut holder = db.connect().await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM orders WHERE id = {id} FOR UPDATE"
+        ))
+        .await
+        .unwrap();
+    let restored = StockRestored {
+        command: OrderCommand {
+            order_id: id,
+            user_id: 3,
+            items: vec![OrderLine {
+                product_id: 1,
+                quantity: 2,
+            }],
+            user_coupon_id: None,
+        },
+        reason: FailureReason::new("cancelled", "cancelled at the user's request"),
+    };
+    let envelope = Envelope::new(&restored, Some(id)).unwrap();
+    publish(&amqp, &envelope, StockRestored::ROUTING_KEY).await;
+    let waiting = "SELECT count(*) AS count FROM pg_stat_activity \
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    eventually_async(
+        Duration::from_secs(20),
+        "the handler to wait for the order",
+        || async { (count(&db, waiting).await > 0).then_some(()) },
+    )
+    .await;
+    holder
+        .batch_execute(&format!(
+            "UPDATE orders SET status = 'CANCELLED' WHERE id = {id}; COMMIT"
+        ))
+        .await
+        .unwrap();
+    let claimed = format!(
+        "SELECT count(*) AS count FROM inbox WHERE message_id = '{}'",
+        envelope.event_id
+    );
+    eventually_async(
+        Duration::from_secs(20),
+        "the event to be applied",
+        || async { (count(&db, &claimed).await == 1).then_some(()) },
+    )
+    .await;
+    let cancelled = outbox_events(&db)
+        .await
+        .into_iter()
+        .filter(|e| e.event_type == OrderCancelled::TYPE)
+        .count();
+    assert_eq!(
+        cancelled, 0,
+        "OrderCancelled for an order this event did not cancel"
     );
     app.stop().await;
 }

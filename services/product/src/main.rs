@@ -1,13 +1,15 @@
-//! `product-service`: loads settings, builds the service and runs it until SIGTERM or Ctrl-C.
+//! `product-service`: settings from the command line and environment (`--help` lists them),
+//! then the service until SIGTERM or Ctrl-C.
 
-use shared::service::ServiceSettings;
-use shared::shutdown::Shutdown;
+use shared::service::NoOptions;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    shared::telemetry::init(product_service::NAME);
-    let settings = ServiceSettings::from_env(product_service::NAME, product_service::DEFAULT_PORT)?;
-    let app = product_service::build(&settings).await?;
-    tracing::info!(port = app.port(), "product service listening");
-    app.run(Shutdown::from_os_signals()).await
+    shared::service::serve(
+        product_service::NAME,
+        product_service::DEFAULT_PORT,
+        env!("CARGO_PKG_VERSION"),
+        async |settings, _: NoOptions| product_service::build(settings).await,
+    )
+    .await
 }

@@ -45,8 +45,18 @@ impl ResponseError for JsonRejection {
     }
 }
 
-/// Decodes `bytes` as `T`, naming the field of the first error.
+/// Decodes `bytes` as `T`, naming the field of the first error. A string holding a NUL
+/// character is refused with a 422 naming its field: PostgreSQL cannot store the byte, so it
+/// would otherwise surface as a 500 at the first insert.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonRejection> {
+    if let Some(field) = nul_field(bytes) {
+        return Err(JsonRejection {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "validation_failed",
+            message: format!("{field}: must not contain a NUL character"),
+            field: Some(field),
+        });
+    }
     let deserializer = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = err.path().to_string();
@@ -74,6 +84,45 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonRejection> {
             field,
         }
     })
+}
+
+/// The path (`items[0].name`, or the key itself for a key) of the first string holding a NUL.
+/// JSON can only carry NUL as the escape `\u0000`, so bodies without one skip the walk.
+fn nul_field(bytes: &[u8]) -> Option<String> {
+    let has_escape = bytes
+        .windows(6)
+        .any(|w| w[..2] == *b"\\u" && w[2..].iter().all(|b| *b == b'0'));
+    if !has_escape {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    find_nul(&value, String::new())
+}
+
+fn find_nul(value: &serde_json::Value, path: String) -> Option<String> {
+    use serde_json::Value;
+    let child = |key: &str| match path.is_empty() {
+        true => key.to_owned(),
+        false => format!("{path}.{key}"),
+    };
+    match value {
+        Value::String(text) if text.contains('\0') => Some(if path.is_empty() {
+            ".".to_owned()
+        } else {
+            path
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| find_nul(item, format!("{path}[{i}]"))),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                return Some(child(&key.replace('\0', "\\u0000")));
+            }
+            find_nul(item, child(key))
+        }),
+        _ => None,
+    }
 }
 
 fn missing_field(message: &str) -> Option<&str> {
@@ -183,6 +232,14 @@ mod tests {
         assert_eq!(err.field.as_deref(), Some("user_id"));
         let err = decode::<Order>(br#"{"user_id":1,"items":[{"quantity":1}]}"#).unwrap_err();
         assert_eq!(err.field.as_deref(), Some("items[0].product_id"));
+        let err = decode::<Order>(
+            br#"{"user_id":1,"items":[{"product_id":1,"quantity":1,"note":"a\u0000b"}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.field.as_deref(), Some("items[0].note"));
+        assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
+        // An escaped backslash followed by `u0000` is text, not a NUL.
+        assert!(decode::<serde_json::Value>(br#"{"name":"a\\u0000b"}"#).is_ok());
         let err = decode::<Order>(b"not json").unwrap_err();
         assert_eq!(err.field, None);
         assert_eq!(err.status, StatusCode::BAD_REQUEST);

@@ -1,7 +1,9 @@
-//! What every service's HTTP layer shares: the error body, a JSON extractor that names the
-//! failing field, health and readiness routes, pagination and binding a listener.
+//! What every service's HTTP layer shares: the error body (also for routing errors), a JSON
+//! extractor that names the failing field, health and readiness routes, pagination and binding a
+//! listener.
 
 pub mod error;
+pub mod fallback;
 pub mod health;
 pub mod json;
 pub mod metrics;

@@ -203,8 +203,9 @@ pub fn readme_ports() -> BTreeMap<String, u16> {
 /// The relay's metrics port: the default of `RELAY_METRICS_PORT` in its settings.
 pub fn relay_metrics_port() -> u16 {
     let config = read("outbox-relay/src/config.rs");
-    let (_, rest) = config.split_once("\"RELAY_METRICS_PORT\",").unwrap();
-    rest.split(')').next().unwrap().trim().parse().unwrap()
+    let (_, rest) = config.split_once("env = \"RELAY_METRICS_PORT\"").unwrap();
+    let (_, rest) = rest.split_once("default_value = \"").unwrap();
+    rest.split('"').next().unwrap().parse().unwrap()
 }
 
 /// Our services with the port each listens on and its health path.

@@ -324,3 +324,30 @@ async fn a_user_sees_each_coupon_and_the_list_of_them() {
     );
     s.app.stop().await;
 }
+
+#[tokio::test]
+async fn a_nul_in_any_text_field_is_a_422_naming_it_and_unknown_paths_answer_json() {
+    let s = start().await;
+    for field in ["name", "discount_type", "discount_value"] {
+        let mut body = coupon_body("FIXED", "10.00", 5);
+        body[field] = json!("1\u{0}0");
+        s.app.assert_refused("/coupons", &body, field).await;
+    }
+    let id = create_coupon(&s.app, &coupon_body("FIXED", "10.00", 5)).await;
+    s.app
+        .assert_refused(
+            &format!("/coupons/{id}/issue"),
+            &json!({"user_id": 1, "note": "\u{0}"}),
+            "note",
+        )
+        .await;
+    s.app
+        .assert_routing_errors_are_json(&[
+            ("GET", "/nope"),
+            ("GET", "/coupons/"),
+            ("GET", "/users//coupons"),
+            ("DELETE", "/coupons"),
+        ])
+        .await;
+    s.app.stop().await;
+}

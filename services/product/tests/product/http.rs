@@ -230,3 +230,29 @@ async fn bad_requests_are_refused_naming_the_field() {
     assert_eq!(stock_of(&s.app, id).await, 2, "nothing adjusted");
     s.app.stop().await;
 }
+
+#[tokio::test]
+async fn a_nul_in_any_text_field_is_a_422_naming_it_and_unknown_paths_answer_json() {
+    let s = start().await;
+    let body = json!({"name": "a\u{0}b", "price": 1, "stock": 1});
+    s.app.assert_refused("/products", &body, "name").await;
+    let body = json!({"name": "ok", "price": "1\u{0}", "stock": 1});
+    s.app.assert_refused("/products", &body, "price").await;
+    let id = create(&s.app, "Lamp", "5", 1).await;
+    s.app
+        .assert_refused(
+            &format!("/products/{id}/stock"),
+            &json!({"delta": 1, "\u{0}": 1}),
+            "\\u0000",
+        )
+        .await;
+    s.app
+        .assert_routing_errors_are_json(&[
+            ("GET", "/nope"),
+            ("GET", "/products/"),
+            ("POST", "/products//stock"),
+            ("DELETE", "/products"),
+        ])
+        .await;
+    s.app.stop().await;
+}

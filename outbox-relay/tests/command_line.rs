@@ -1,0 +1,30 @@
+//! `outbox-relay --help` is its configuration reference and starts nothing.
+
+#[test]
+fn help_lists_every_variable_and_version_answers_without_starting_the_relay() {
+    testkit::binary::assert_command_line(
+        env!("CARGO_BIN_EXE_outbox-relay"),
+        "outbox-relay",
+        &[
+            "RELAY_DATABASE_URLS",
+            "AMQP_URL",
+            "AMQP_PREFIX",
+            "RELAY_BATCH_SIZE",
+            "RELAY_CLAIMERS",
+            "RELAY_POLL_INTERVAL",
+            "RELAY_RETENTION",
+            "RELAY_CLEANUP_INTERVAL",
+            "RELAY_DB_TIMEOUT",
+            "RELAY_MAX_BACKOFF",
+            "RELAY_METRICS_PORT",
+            "HTTP_HOST",
+            "RELAY_BACKLOG_INTERVAL",
+            "DATABASE_BASE_URL",
+            "PGHOST",
+            "PGPORT",
+            "PGUSER",
+            "PGPASSWORD",
+            "PGSSLMODE",
+        ],
+    );
+}

@@ -1,0 +1,70 @@
+//! A binary's command line, as an operator meets it: `--help` is the configuration reference
+//! and starts nothing, `--version` answers, a wrong flag is refused, and no secret from the
+//! environment shows in either.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "s3cr3t-never-shown";
+
+/// Runs `binary args` with secrets planted in the environment; panics if it runs past 20 s
+/// (a binary that ignored `--help` and started serving).
+fn run(binary: &str, args: &[&str]) -> Output {
+    let mut child = Command::new(binary)
+        .args(args)
+        .env("PGPASSWORD", SECRET)
+        .env(
+            "AMQP_URL",
+            format!("amqp://guest:{SECRET}@127.0.0.1:5672/%2f"),
+        )
+        .env("ADMIN_TOKEN", SECRET)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("{binary}: {err}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().ok().flatten().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{binary} {args:?} did not exit: it ignored its arguments");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Asserts `binary --help` lists every variable of `variables` and exits 0 at once,
+/// `--version` prints `name version`, and an unknown flag exits 2; none shows a secret.
+pub fn assert_command_line(binary: &str, name: &str, variables: &[&str]) {
+    let help = run(binary, &["--help"]);
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(help.status.success(), "{name} --help: {help:?}");
+    for variable in variables {
+        assert!(
+            text.contains(&format!("env: {variable}")),
+            "{name} --help lacks {variable}:\n{text}"
+        );
+    }
+    let version = run(binary, &["--version"]);
+    let printed = String::from_utf8_lossy(&version.stdout);
+    assert!(version.status.success(), "{name} --version: {version:?}");
+    assert_eq!(
+        printed.trim(),
+        format!("{name} {}", env!("CARGO_PKG_VERSION"))
+    );
+    let wrong = run(binary, &["--no-such-flag"]);
+    assert_eq!(
+        wrong.status.code(),
+        Some(2),
+        "{name} --no-such-flag: {wrong:?}"
+    );
+    for output in [&help, &version, &wrong] {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!all.contains(SECRET), "{name} printed a secret:\n{all}");
+    }
+}
