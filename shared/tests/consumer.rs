@@ -104,6 +104,14 @@ async fn publish_envelope(amqp: &TestAmqp, envelope: &Envelope) {
     .await;
 }
 
+/// How many messages wait on the pings queue and on its dead-letter queue.
+async fn depths(setup: &Setup) -> (u32, u32) {
+    let (amqp, topology) = (&setup.amqp, &setup.amqp.topology);
+    let waiting = amqp.depth(&topology.queue("pings")).await;
+    let dead = amqp.depth(&topology.dead_letter_queue("pings")).await;
+    (waiting, dead)
+}
+
 async fn wait_for_effects(db: &TestDb, expected: i64) {
     eventually_async(DEADLINE, &format!("{expected} effects"), || async {
         (effect_count(db).await >= expected).then_some(())
@@ -139,15 +147,9 @@ async fn the_same_message_delivered_twice_has_one_effect() {
         "the duplicate never reached the handler"
     );
     assert_eq!(
-        setup.amqp.depth(&setup.amqp.topology.queue("pings")).await,
-        0
-    );
-    assert_eq!(
-        setup
-            .amqp
-            .depth(&setup.amqp.topology.dead_letter_queue("pings"))
-            .await,
-        0
+        depths(&setup).await,
+        (0, 0),
+        "none left, none dead-lettered"
     );
 }
 
@@ -174,13 +176,7 @@ async fn a_handler_failing_transiently_then_succeeding_has_one_effect() {
         1,
         "the failed attempts rolled back"
     );
-    assert_eq!(
-        setup
-            .amqp
-            .depth(&setup.amqp.topology.dead_letter_queue("pings"))
-            .await,
-        0
-    );
+    assert_eq!(depths(&setup).await.1, 0, "none dead-lettered");
 }
 
 #[tokio::test]
@@ -314,7 +310,7 @@ async fn shutdown_drains_in_flight_messages_before_returning() {
     // Everything the handler started was committed and acked: what is left on the queue plus
     // what was applied is exactly what was sent, nothing in between is lost or doubled.
     let applied = effect_count(&setup.db).await;
-    let left = i64::from(setup.amqp.depth(&setup.amqp.topology.queue("pings")).await);
+    let left = i64::from(depths(&setup).await.0);
     assert_eq!(
         applied,
         i64::from(setup.recorder.calls()),
@@ -328,4 +324,72 @@ async fn shutdown_drains_in_flight_messages_before_returning() {
     wait_for_effects(&setup.db, 50).await;
     consumer.stop().await;
     assert_eq!(effect_count(&setup.db).await, 50);
+}
+
+/// The `name` series of `queue` with `labels`, summed over its other labels.
+fn series(queue: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let wanted: Vec<String> = std::iter::once(("queue", queue))
+        .chain(labels.iter().copied())
+        .map(|(key, value)| format!("{key}=\"{value}\""))
+        .collect();
+    shared::metrics::handle("pings")
+        .render()
+        .lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter(|line| wanted.iter().all(|label| line.contains(label.as_str())))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn outcomes_are_counted_by_event_type_and_what_has_no_handler_as_unknown() {
+    shared::metrics::install();
+    let settings = ConsumerSettings {
+        concurrency: 1,
+        prefetch: 1,
+        ..fast_consumer_settings()
+    };
+    let setup = setup(Behaviour::FailFirst(1), settings).await;
+    let queue = setup.amqp.topology.queue("pings");
+    let messages = |event_type: &str, outcome: &str| {
+        let labels = [("event_type", event_type), ("outcome", outcome)];
+        series(&queue, "consumer_messages_total", &labels)
+    };
+    let ping = Envelope::new(&Ping { n: 1 }, Some(1)).unwrap();
+    let mut unknown = Envelope::new(&Ping { n: 2 }, None).unwrap();
+    unknown.event_type = "NobodyHandlesThis".into();
+    // The first copy fails once and is retried; the second applies; the retry is a duplicate.
+    let amqp = &setup.amqp;
+    publish_envelope(amqp, &ping).await;
+    publish_envelope(amqp, &ping).await;
+    publish_envelope(amqp, &unknown).await;
+    publish_raw(amqp, Ping::ROUTING_KEY, "junk", Ping::TYPE, b"\xff").await;
+
+    let consumer = start(&setup);
+    let counted =
+        || messages(Ping::TYPE, "duplicate") == 1.0 && messages("unknown", "dead_lettered") == 2.0;
+    eventually_async(DEADLINE, "every outcome", || async {
+        counted().then_some(())
+    })
+    .await;
+    consumer.stop().await;
+
+    for (event_type, outcome, expected) in [
+        (Ping::TYPE, "retried", 1.0),
+        (Ping::TYPE, "processed", 1.0),
+        (Ping::TYPE, "duplicate", 1.0),
+        ("unknown", "dead_lettered", 2.0),
+        ("NobodyHandlesThis", "dead_lettered", 0.0),
+    ] {
+        assert_eq!(
+            messages(event_type, outcome),
+            expected,
+            "{event_type} {outcome}"
+        );
+    }
+    for (event_type, expected) in [(Ping::TYPE, 3.0), ("unknown", 2.0)] {
+        let labels = [("event_type", event_type)];
+        let handled = series(&queue, "consumer_handling_seconds_count", &labels);
+        assert_eq!(handled, expected, "{event_type} timed");
+    }
 }

@@ -21,6 +21,7 @@ use crate::error::HandlerError;
 /// write state and enqueue outbox rows on it, never publish and never open another transaction.
 #[async_trait]
 pub trait EventHandler<E: SagaEvent>: Send + Sync + 'static {
+    /// Applies `event`, which arrived in `envelope`.
     async fn handle(
         &self,
         conn: &mut AsyncPgConnection,
@@ -32,6 +33,7 @@ pub trait EventHandler<E: SagaEvent>: Send + Sync + 'static {
 /// Handles every event type (an event store, an audit log): gets the envelope undecoded.
 #[async_trait]
 pub trait AnyEventHandler: Send + Sync + 'static {
+    /// Applies the event in `envelope`, whatever its type.
     async fn handle(
         &self,
         conn: &mut AsyncPgConnection,
@@ -101,6 +103,7 @@ impl std::fmt::Debug for Handlers {
 }
 
 impl Handlers {
+    /// No handlers yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -166,10 +169,13 @@ impl Handlers {
         }
     }
 
+    /// The routing keys the queue is bound to.
     pub fn routing_keys(&self) -> &[String] {
         &self.routing_keys
     }
 
+    /// The handler of `event_type`: its typed one, else the catch-all. Looked up once per
+    /// message, when the delivery is decoded.
     pub(crate) fn get(&self, event_type: &str) -> Option<Arc<dyn ErasedHandler>> {
         self.by_type.get(event_type).or(self.any.as_ref()).cloned()
     }

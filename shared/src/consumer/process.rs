@@ -1,127 +1,204 @@
-//! The fate of one delivery: decide what it is (decode, inbox claim, handler, commit), then
-//! settle it on the broker (ack, or republish for retry or dead letter, then ack).
+//! The fate of deliveries that arrived together: each is decoded once and its handler found
+//! once, those that can be handled are applied in one database transaction (each with its inbox
+//! claim), then each is settled on the broker. A single delivery is a batch of one.
 //!
-//! The order is the whole point: the database transaction commits before the ack, and a retry
-//! or dead-letter copy is confirmed by the broker before the original is acked. Killed at any
-//! instant, the message is therefore either applied (and the inbox absorbs its redelivery) or
-//! still on a queue.
+//! The order is the whole point: the transaction commits before any ack, and a retry or
+//! dead-letter copy is confirmed by the broker before the original is acked (see
+//! [`settle`](super::settle)). Killed at any instant, a message is therefore either applied (and
+//! the inbox absorbs its redelivery) or still on a queue.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::Utc;
 use diesel_async::AsyncConnection;
+use lapin::Channel;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions};
-use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel};
 
 use super::Context;
+use super::handler::ErasedHandler;
+use super::settle::{ChannelBroken, Disposition, settle};
 use crate::amqp::headers;
-use crate::amqp::publish::{Outcome, Outgoing, publish_one};
 use crate::envelope::Envelope;
 use crate::error::HandlerError;
 use crate::inbox::{self, Claim};
 
-/// Header values are capped so a huge error message cannot bloat every retry.
-const MAX_ERROR_LEN: usize = 2_000;
+/// The `event_type` label of a message that is no envelope or whose type has no handler: the
+/// label set stays bounded whatever arrives.
+const UNKNOWN_TYPE: &str = "unknown";
 
-/// What to do with a delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Disposition {
-    /// Handled and committed.
-    Processed,
-    /// Already applied earlier (redelivery or republish): no effect, just ack.
-    Duplicate,
-    /// Failed transiently `failures` times so far: republish to the retry queue.
-    Retry { failures: u32, error: String },
-    /// Cannot be processed: republish to the dead-letter exchange with `reason`.
-    DeadLetter {
-        reason: &'static str,
-        error: String,
-        failures: u32,
-    },
+/// A delivery that can be handled: its envelope and its handler, found once.
+struct Ready {
+    delivery: Delivery,
+    envelope: Envelope,
+    handler: Arc<dyn ErasedHandler>,
 }
 
-impl Disposition {
-    pub(crate) fn outcome_label(&self) -> &'static str {
-        match self {
-            Self::Processed => "processed",
-            Self::Duplicate => "duplicate",
-            Self::Retry { .. } => "retried",
-            Self::DeadLetter { .. } => "dead_lettered",
+/// Processes deliveries that arrived together (several only for
+/// [`Handlers::batched`](super::Handlers::batched) consumers). Malformed and unknown messages
+/// are dead-lettered first, each alone; the rest are applied as one batch, sorted by
+/// [`Handlers::batch_key`](super::Handlers::batch_key), so the batch changes the cost, never
+/// the outcome.
+pub(crate) async fn process(
+    ctx: &Context,
+    publisher: &Channel,
+    deliveries: Vec<Delivery>,
+) -> Result<(), ChannelBroken> {
+    let mut batch = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        let started = Instant::now();
+        match triage(ctx, &delivery) {
+            Ok((envelope, handler)) => batch.push(Ready {
+                delivery,
+                envelope,
+                handler,
+            }),
+            Err(disposition) => {
+                log(&disposition);
+                conclude(
+                    ctx,
+                    publisher,
+                    &delivery,
+                    UNKNOWN_TYPE,
+                    &disposition,
+                    started,
+                )
+                .await?;
+            }
+        }
+    }
+    // Locks in key order in every batch; stable, so one saga's events keep their order.
+    batch.sort_by_key(|ready| ctx.handlers.batch_key(&ready.envelope));
+    apply(ctx, publisher, batch).await
+}
+
+/// Decodes `delivery` and finds its handler; a delivery that is no envelope or whose type has
+/// no handler gets its dead-letter disposition instead.
+fn triage(
+    ctx: &Context,
+    delivery: &Delivery,
+) -> Result<(Envelope, Arc<dyn ErasedHandler>), Disposition> {
+    let envelope = Envelope::from_bytes(&delivery.data).map_err(|err| {
+        let error = format!("body is not an event envelope: {err}");
+        dead_letter(delivery, headers::REASON_MALFORMED, error)
+    })?;
+    match ctx.handlers.get(&envelope.event_type) {
+        Some(handler) => Ok((envelope, handler)),
+        None => {
+            let error = format!("no handler for event type {:?}", envelope.event_type);
+            Err(dead_letter(delivery, headers::REASON_UNKNOWN_TYPE, error))
         }
     }
 }
 
-/// The settle step failed on the broker side: the channel is unusable and the session must
-/// reconnect (the unacked delivery will be redelivered).
-#[derive(Debug)]
-pub(crate) struct ChannelBroken(pub String);
-
-/// Decodes and handles `delivery` in one database transaction with its inbox claim.
-pub(crate) async fn decide(ctx: &Context, delivery: &Delivery) -> (Disposition, Option<Envelope>) {
-    let prior_failures = headers::get_i64(delivery.properties.headers().as_ref(), headers::ATTEMPT)
-        .and_then(|n| u32::try_from(n).ok())
-        .unwrap_or(0);
-
-    let envelope = match Envelope::from_bytes(&delivery.data) {
-        Ok(envelope) => envelope,
-        Err(err) => {
-            return (
-                Disposition::DeadLetter {
-                    reason: headers::REASON_MALFORMED,
-                    error: format!("body is not an event envelope: {err}"),
-                    failures: prior_failures,
-                },
-                None,
+/// Applies `batch` in one transaction, then settles each message. When a batch of several rolls
+/// back (claims included), each message is applied again as a batch of one: a poison message is
+/// then retried or dead-lettered alone and the others still apply exactly once.
+async fn apply(ctx: &Context, publisher: &Channel, batch: Vec<Ready>) -> Result<(), ChannelBroken> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let dispositions = match transact(ctx, &batch).await {
+        Ok(dispositions) => dispositions,
+        Err(err) if batch.len() > 1 => {
+            tracing::info!(
+                error = format!("{err:#}"),
+                size = batch.len(),
+                "batch rolled back; applying its messages one at a time"
             );
+            for ready in batch {
+                // A batch of one never recurses further: its failure is its disposition.
+                Box::pin(apply(ctx, publisher, vec![ready])).await?;
+            }
+            return Ok(());
         }
+        Err(err) => batch
+            .iter()
+            .map(|ready| failed(ctx, &ready.delivery, &err))
+            .collect(),
     };
-    let Some(handler) = ctx.handlers.get(&envelope.event_type) else {
-        let error = format!("no handler for event type {:?}", envelope.event_type);
-        return (
-            Disposition::DeadLetter {
-                reason: headers::REASON_UNKNOWN_TYPE,
-                error,
-                failures: prior_failures,
-            },
-            Some(envelope),
-        );
-    };
+    let alone = batch.len() == 1;
+    for (ready, disposition) in batch.iter().zip(&dispositions) {
+        if alone {
+            log(disposition);
+        } else {
+            tracing::debug!(outcome = disposition.outcome_label(), event_id = %ready.envelope.event_id,
+                "message handled in a batch");
+        }
+        let event_type = ready.envelope.event_type.as_str();
+        conclude(
+            ctx,
+            publisher,
+            &ready.delivery,
+            event_type,
+            disposition,
+            started,
+        )
+        .await?;
+    }
+    Ok(())
+}
 
+/// Claims and handles every message of `batch` in one transaction; the handlers' after-commit
+/// actions run once it has committed, and are dropped if it rolls back.
+async fn transact(ctx: &Context, batch: &[Ready]) -> Result<Vec<Disposition>, HandlerError> {
     let (result, deferred) = super::after_commit::collect(async {
         let mut conn = ctx.pool.get().await?;
         let consumer = ctx.consumer.as_str();
-        let envelope = &envelope;
-        let handler = &handler;
         conn.transaction(async |tx| {
-            match inbox::claim(tx, consumer, envelope.event_id, &envelope.event_type).await? {
-                Claim::Duplicate => Ok(Disposition::Duplicate),
-                Claim::First => {
-                    handler.handle(tx, envelope).await?;
-                    Ok(Disposition::Processed)
-                }
+            let mut dispositions = Vec::with_capacity(batch.len());
+            for Ready {
+                envelope, handler, ..
+            } in batch
+            {
+                let (id, event_type) = (envelope.event_id, envelope.event_type.as_str());
+                let disposition = match inbox::claim(tx, consumer, id, event_type).await? {
+                    Claim::Duplicate => Disposition::Duplicate,
+                    Claim::First => {
+                        handler.handle(tx, envelope).await?;
+                        Disposition::Processed
+                    }
+                };
+                dispositions.push(disposition);
             }
+            Ok::<_, HandlerError>(dispositions)
         })
         .await
     })
     .await;
-    let result: Result<Disposition, HandlerError> = result;
-    if matches!(result, Ok(Disposition::Processed)) {
+    if result.is_ok() {
         for action in deferred {
             action();
         }
     }
+    result
+}
 
-    let disposition = match result {
-        Ok(disposition) => disposition,
-        Err(HandlerError::Permanent(err)) => Disposition::DeadLetter {
-            reason: headers::REASON_REJECTED,
-            error: format!("{err:#}"),
-            failures: prior_failures,
-        },
-        Err(HandlerError::Transient(err)) => {
-            let failures = prior_failures.saturating_add(1);
+/// How many transient failures `delivery` already had (its attempt header; absent = none).
+fn prior_failures(delivery: &Delivery) -> u32 {
+    headers::get_i64(delivery.properties.headers().as_ref(), headers::ATTEMPT)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(0)
+}
+
+/// Dead-lettering for a reason found before any attempt: the attempt count stays as it was.
+fn dead_letter(delivery: &Delivery, reason: &'static str, error: String) -> Disposition {
+    Disposition::DeadLetter {
+        reason,
+        error,
+        failures: prior_failures(delivery),
+    }
+}
+
+/// The fate of a message applied alone whose transaction failed with `err`: a permanent error
+/// is dead-lettered at once, a transient one retried until the attempts run out.
+fn failed(ctx: &Context, delivery: &Delivery, err: &HandlerError) -> Disposition {
+    match err {
+        HandlerError::Permanent(err) => {
+            dead_letter(delivery, headers::REASON_REJECTED, format!("{err:#}"))
+        }
+        HandlerError::Transient(err) => {
+            let failures = prior_failures(delivery).saturating_add(1);
             let error = format!("{err:#}");
             if failures >= ctx.settings.max_attempts {
                 Disposition::DeadLetter {
@@ -133,110 +210,11 @@ pub(crate) async fn decide(ctx: &Context, delivery: &Delivery) -> (Disposition, 
                 Disposition::Retry { failures, error }
             }
         }
-    };
-    (disposition, Some(envelope))
-}
-
-/// Carries out `disposition` on the broker.
-pub(crate) async fn settle(
-    ctx: &Context,
-    publisher: &Channel,
-    delivery: &Delivery,
-    disposition: &Disposition,
-) -> Result<(), ChannelBroken> {
-    let copy = match disposition {
-        Disposition::Processed | Disposition::Duplicate => None,
-        Disposition::Retry { failures, error } => {
-            let delays = &ctx.settings.retry_delays;
-            let index = (*failures as usize)
-                .saturating_sub(1)
-                .min(delays.len().saturating_sub(1));
-            let delay = delays.get(index).copied().unwrap_or_default();
-            let mut table = headers_of(delivery);
-            headers::set_i64(&mut table, headers::ATTEMPT, i64::from(*failures));
-            headers::set_str(&mut table, headers::LAST_ERROR, truncate(error));
-            Some((
-                String::new(),
-                ctx.topology.retry_queue(&ctx.consumer, delay),
-                table,
-            ))
-        }
-        Disposition::DeadLetter {
-            reason,
-            error,
-            failures,
-        } => {
-            let mut table = headers_of(delivery);
-            headers::set_i64(&mut table, headers::ATTEMPT, i64::from(*failures));
-            headers::set_str(&mut table, headers::DEAD_LETTER_REASON, reason);
-            headers::set_str(&mut table, headers::DEAD_LETTER_ERROR, truncate(error));
-            headers::set_str(&mut table, headers::ORIGINAL_QUEUE, &ctx.queue);
-            headers::set_str(
-                &mut table,
-                headers::DEAD_LETTERED_AT,
-                &Utc::now().to_rfc3339(),
-            );
-            Some((
-                ctx.topology.dead_letter_exchange(),
-                ctx.queue.clone(),
-                table,
-            ))
-        }
-    };
-
-    if let Some((exchange, routing_key, table)) = copy {
-        let properties: BasicProperties = delivery.properties.clone().with_headers(table);
-        let outgoing = Outgoing {
-            exchange: &exchange,
-            routing_key: &routing_key,
-            body: &delivery.data,
-            properties,
-        };
-        match publish_one(publisher, &outgoing).await {
-            Outcome::Confirmed => {}
-            Outcome::Rejected(reason) => {
-                // The copy has nowhere to go (a retry or dead-letter queue was deleted): keep the
-                // original on its queue. Its delivery count grows, and past the queue's delivery
-                // limit the broker dead-letters it itself, at-least-once.
-                tracing::error!(%reason, exchange, routing_key, "cannot park message; requeueing");
-                let requeue = BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                };
-                return match delivery.acker.nack(requeue).await {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err(ChannelBroken("nack refused".into())),
-                    Err(err) => Err(ChannelBroken(format!("nack: {err}"))),
-                };
-            }
-            Outcome::Unknown(reason) => return Err(ChannelBroken(reason)),
-        }
-    }
-
-    match delivery.acker.ack(BasicAckOptions::default()).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(ChannelBroken(
-            "ack refused: the delivery's channel is gone".into(),
-        )),
-        Err(err) => Err(ChannelBroken(format!("ack: {err}"))),
     }
 }
 
-/// Decide, settle, and record the outcome.
-pub(crate) async fn process(
-    ctx: &Context,
-    publisher: &Channel,
-    delivery: Delivery,
-) -> Result<(), ChannelBroken> {
-    let started = Instant::now();
-    let (disposition, envelope) = decide(ctx, &delivery).await;
-    let event_type = match (&envelope, &disposition) {
-        (Some(envelope), _) if ctx.handlers.get(&envelope.event_type).is_some() => {
-            envelope.event_type.clone()
-        }
-        _ => "unknown".to_owned(),
-    };
-    match &disposition {
+fn log(disposition: &Disposition) {
+    match disposition {
         Disposition::Processed | Disposition::Duplicate => {
             tracing::debug!(outcome = disposition.outcome_label(), "message handled")
         }
@@ -247,113 +225,27 @@ pub(crate) async fn process(
             tracing::error!(reason, error, "dead-lettering message")
         }
     }
-    let settled = settle(ctx, publisher, &delivery, &disposition).await;
-    record(ctx, event_type, &disposition, started);
-    settled
 }
 
-fn record(ctx: &Context, event_type: String, disposition: &Disposition, started: Instant) {
+/// Settles `delivery`, then counts its outcome: counted even when settling failed, since the
+/// outcome was decided (and, for a processed message, committed) either way.
+async fn conclude(
+    ctx: &Context,
+    publisher: &Channel,
+    delivery: &Delivery,
+    event_type: &str,
+    disposition: &Disposition,
+    started: Instant,
+) -> Result<(), ChannelBroken> {
+    let settled = settle(ctx, publisher, delivery, disposition).await;
     let labels = [
         (crate::metrics::SERVICE, ctx.consumer.clone()),
         ("queue", ctx.queue.clone()),
-        ("event_type", event_type),
+        ("event_type", event_type.to_owned()),
         ("outcome", disposition.outcome_label().to_owned()),
     ];
     metrics::counter!("consumer_messages_total", &labels).increment(1);
     metrics::histogram!("consumer_handling_seconds", &labels[..3])
         .record(started.elapsed().as_secs_f64());
-}
-
-/// Processes deliveries that arrived together: one alone as [`process`] does; several (only
-/// for [`Handlers::batched`](super::Handlers::batched) consumers) in one transaction, each with
-/// its inbox claim, acked after the commit. Malformed and unknown messages are set aside and
-/// processed alone; if the transaction fails for any reason, it rolls back (claims included)
-/// and every message is processed alone, so the batch changes the cost, never the outcome.
-pub(crate) async fn process_batch(
-    ctx: &Context,
-    publisher: &Channel,
-    deliveries: Vec<Delivery>,
-) -> Result<(), ChannelBroken> {
-    if deliveries.len() < 2 {
-        for delivery in deliveries {
-            process(ctx, publisher, delivery).await?;
-        }
-        return Ok(());
-    }
-    let started = Instant::now();
-    let mut ready = Vec::with_capacity(deliveries.len());
-    for delivery in deliveries {
-        let decoded = Envelope::from_bytes(&delivery.data)
-            .ok()
-            .and_then(|envelope| {
-                let handler = ctx.handlers.get(&envelope.event_type)?;
-                Some((envelope, handler))
-            });
-        match decoded {
-            Some((envelope, handler)) => ready.push((delivery, envelope, handler)),
-            None => process(ctx, publisher, delivery).await?,
-        }
-    }
-    // Locks in key order in every batch; stable, so one saga's events keep their order.
-    ready.sort_by_key(|(_, envelope, _)| ctx.handlers.batch_key(envelope));
-    let (result, deferred) = super::after_commit::collect(async {
-        let mut conn = ctx.pool.get().await?;
-        let consumer = ctx.consumer.as_str();
-        let ready = &ready;
-        conn.transaction(async |tx| {
-            let mut dispositions = Vec::with_capacity(ready.len());
-            for (_, envelope, handler) in ready {
-                match inbox::claim(tx, consumer, envelope.event_id, &envelope.event_type).await? {
-                    Claim::Duplicate => dispositions.push(Disposition::Duplicate),
-                    Claim::First => {
-                        handler.handle(tx, envelope).await?;
-                        dispositions.push(Disposition::Processed);
-                    }
-                }
-            }
-            Ok::<_, HandlerError>(dispositions)
-        })
-        .await
-    })
-    .await;
-    match result {
-        Ok(dispositions) => {
-            for action in deferred {
-                action();
-            }
-            for ((delivery, envelope, _), disposition) in ready.iter().zip(dispositions) {
-                tracing::debug!(outcome = disposition.outcome_label(), event_id = %envelope.event_id,
-                    "message handled in a batch");
-                let settled = settle(ctx, publisher, delivery, &disposition).await;
-                record(ctx, envelope.event_type.clone(), &disposition, started);
-                settled?;
-            }
-        }
-        Err(err) => {
-            tracing::info!(
-                error = format!("{err:#}"),
-                size = ready.len(),
-                "batch rolled back; applying its messages one at a time"
-            );
-            for (delivery, _, _) in ready {
-                process(ctx, publisher, delivery).await?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn headers_of(delivery: &Delivery) -> FieldTable {
-    delivery.properties.headers().clone().unwrap_or_default()
-}
-
-fn truncate(text: &str) -> &str {
-    if text.len() <= MAX_ERROR_LEN {
-        return text;
-    }
-    let mut end = MAX_ERROR_LEN;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    settled
 }
