@@ -27,7 +27,7 @@ pub fn every_order_ends<'a>(
     let (in_flight, settled): (Vec<&Order>, Vec<&Order>) = orders
         .orders
         .iter()
-        .partition(|order| !order_service::domain::is_terminal(order.status.as_str()));
+        .partition(|order| !order.status.is_terminal());
     let oldest = in_flight.iter().map(|o| now - o.created_at).max();
     report.notes.push(format!(
         "orders: {} ({} in flight{})",

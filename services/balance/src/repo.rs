@@ -17,17 +17,13 @@ shared::text_enum! {
     }
 }
 
-pub const CHARGE: &str = LedgerKind::Charge.as_str();
-pub const PAYMENT: &str = LedgerKind::Payment.as_str();
-pub const REFUND: &str = LedgerKind::Refund.as_str();
-
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = balance_history)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct HistoryEntry {
     pub id: i64,
     pub user_id: i64,
-    pub kind: String,
+    pub kind: LedgerKind,
     pub amount: Decimal,
     pub order_id: Option<i64>,
     pub balance_after: Decimal,
@@ -90,7 +86,7 @@ pub async fn debit(
 pub async fn record(
     conn: &mut AsyncPgConnection,
     user_id: i64,
-    kind: &str,
+    kind: LedgerKind,
     amount: Decimal,
     order_id: Option<i64>,
     balance_after: Decimal,
@@ -112,7 +108,7 @@ pub async fn record(
 pub async fn order_entry(
     conn: &mut AsyncPgConnection,
     order_id: i64,
-    kind: &str,
+    kind: LedgerKind,
 ) -> QueryResult<Option<HistoryEntry>> {
     balance_history::table
         .filter(balance_history::order_id.eq(order_id))

@@ -32,7 +32,7 @@ struct BalanceView {
 
 #[derive(Debug, Serialize)]
 struct HistoryView {
-    kind: String,
+    kind: repo::LedgerKind,
     amount: Decimal,
     order_id: Option<i64>,
     balance_after: Decimal,
@@ -72,7 +72,7 @@ async fn charge(
     let balance = conn
         .transaction(async |tx| {
             let after = repo::credit(tx, user_id, amount).await?;
-            repo::record(tx, user_id, repo::CHARGE, amount, None, after).await?;
+            repo::record(tx, user_id, repo::LedgerKind::Charge, amount, None, after).await?;
             Ok::<_, diesel::result::Error>(after)
         })
         .await?;

@@ -54,7 +54,7 @@ impl EventHandler<CouponProcessed> for Pay {
         let user_id = event.command.user_id;
         let amount = money::validate(event.amount_to_pay)
             .map_err(|err| HandlerError::permanent(anyhow::anyhow!("amount_to_pay {err}")))?;
-        if repo::order_entry(conn, order_id, repo::PAYMENT)
+        if repo::order_entry(conn, order_id, repo::LedgerKind::Payment)
             .await?
             .is_some()
         {
@@ -71,7 +71,7 @@ impl EventHandler<CouponProcessed> for Pay {
                 repo::record(
                     conn,
                     user_id,
-                    repo::PAYMENT,
+                    repo::LedgerKind::Payment,
                     amount,
                     Some(order_id),
                     balance_after,
@@ -121,21 +121,21 @@ impl EventHandler<BalanceRestorationRequested> for Refund {
     ) -> Result<(), HandlerError> {
         let order_id = event.command.order_id;
         let user_id = event.command.user_id;
-        if repo::order_entry(conn, order_id, repo::REFUND)
+        if repo::order_entry(conn, order_id, repo::LedgerKind::Refund)
             .await?
             .is_some()
         {
             return Ok(());
         }
         // Refund what this order actually paid, whatever the request claims.
-        let paid = repo::order_entry(conn, order_id, repo::PAYMENT)
+        let paid = repo::order_entry(conn, order_id, repo::LedgerKind::Payment)
             .await?
             .map_or(Decimal::ZERO, |payment| payment.amount);
         let balance_after = repo::credit(conn, user_id, paid).await?;
         repo::record(
             conn,
             user_id,
-            repo::REFUND,
+            repo::LedgerKind::Refund,
             paid,
             Some(order_id),
             balance_after,

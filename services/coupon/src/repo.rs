@@ -9,8 +9,16 @@ use rust_decimal::Decimal;
 
 use crate::schema::{coupon_usages, coupons, user_coupons};
 
-pub const FIXED: &str = "FIXED";
-pub const PERCENT: &str = "PERCENT";
+shared::text_enum! {
+    /// How a coupon's value is taken off an order's total.
+    pub enum DiscountType {
+        /// A fixed amount.
+        Fixed => "FIXED",
+        /// A percentage of the total.
+        Percent => "PERCENT",
+    }
+}
+
 shared::text_enum! {
     /// Whether a user coupon can still be used.
     pub enum CouponStatus {
@@ -19,10 +27,13 @@ shared::text_enum! {
     }
 }
 
-pub const AVAILABLE: &str = CouponStatus::Available.as_str();
-pub const USED: &str = CouponStatus::Used.as_str();
-pub const USE: &str = "USE";
-pub const RESTORE: &str = "RESTORE";
+shared::text_enum! {
+    /// An entry of the coupon ledger: an order used a coupon, or gave it back.
+    pub enum UsageKind {
+        Use => "USE",
+        Restore => "RESTORE",
+    }
+}
 
 /// The unique key that allows one coupon of a kind per user (named in the migration).
 pub const ONE_PER_USER: &str = "user_coupons_one_per_user";
@@ -33,7 +44,7 @@ pub const ONE_PER_USER: &str = "user_coupons_one_per_user";
 pub struct Coupon {
     pub id: i64,
     pub name: String,
-    pub discount_type: String,
+    pub discount_type: DiscountType,
     pub discount_value: Decimal,
     pub total_quantity: i32,
     pub issued_quantity: i32,
@@ -45,7 +56,7 @@ pub struct Coupon {
 #[diesel(table_name = coupons)]
 pub struct NewCoupon {
     pub name: String,
-    pub discount_type: String,
+    pub discount_type: DiscountType,
     pub discount_value: Decimal,
     pub total_quantity: i32,
     pub expires_at: Option<DateTime<Utc>>,
@@ -58,7 +69,7 @@ pub struct UserCoupon {
     pub id: i64,
     pub coupon_id: i64,
     pub user_id: i64,
-    pub status: String,
+    pub status: CouponStatus,
     pub order_id: Option<i64>,
     pub used_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -69,7 +80,7 @@ pub struct UserCoupon {
 #[diesel(table_name = coupons)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct Terms {
-    pub discount_type: String,
+    pub discount_type: DiscountType,
     pub discount_value: Decimal,
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -93,7 +104,7 @@ pub struct Usage {
     pub id: i64,
     pub user_coupon_id: i64,
     pub order_id: i64,
-    pub kind: String,
+    pub kind: UsageKind,
     pub discount_amount: Decimal,
     pub created_at: DateTime<Utc>,
 }
@@ -218,10 +229,10 @@ pub async fn mark_used(conn: &mut AsyncPgConnection, id: i64, order_id: i64) -> 
     let updated = diesel::update(
         user_coupons::table
             .filter(user_coupons::id.eq(id))
-            .filter(user_coupons::status.eq(AVAILABLE)),
+            .filter(user_coupons::status.eq(CouponStatus::Available)),
     )
     .set((
-        user_coupons::status.eq(USED),
+        user_coupons::status.eq(CouponStatus::Used),
         user_coupons::order_id.eq(order_id),
         user_coupons::used_at.eq(now),
     ))
@@ -235,11 +246,11 @@ pub async fn release(conn: &mut AsyncPgConnection, id: i64, order_id: i64) -> Qu
     let updated = diesel::update(
         user_coupons::table
             .filter(user_coupons::id.eq(id))
-            .filter(user_coupons::status.eq(USED))
+            .filter(user_coupons::status.eq(CouponStatus::Used))
             .filter(user_coupons::order_id.eq(order_id)),
     )
     .set((
-        user_coupons::status.eq(AVAILABLE),
+        user_coupons::status.eq(CouponStatus::Available),
         user_coupons::order_id.eq(None::<i64>),
         user_coupons::used_at.eq(None::<DateTime<Utc>>),
     ))
@@ -252,7 +263,7 @@ pub async fn release(conn: &mut AsyncPgConnection, id: i64, order_id: i64) -> Qu
 pub async fn usage(
     conn: &mut AsyncPgConnection,
     order_id: i64,
-    kind: &str,
+    kind: UsageKind,
 ) -> QueryResult<Option<Usage>> {
     coupon_usages::table
         .filter(coupon_usages::order_id.eq(order_id))
@@ -268,7 +279,7 @@ pub async fn record_usage(
     conn: &mut AsyncPgConnection,
     user_coupon_id: i64,
     order_id: i64,
-    kind: &str,
+    kind: UsageKind,
     discount_amount: Decimal,
 ) -> QueryResult<()> {
     diesel::insert_into(coupon_usages::table)

@@ -11,7 +11,7 @@ use shared::http::page::PageQuery;
 use shared::http::{ApiError, ValidJson};
 use shared::money;
 
-use crate::repo::{self, Coupon, NewCoupon, UserCoupon};
+use crate::repo::{self, Coupon, CouponStatus, DiscountType, NewCoupon, UserCoupon};
 
 /// The longest coupon name, in characters.
 pub const MAX_NAME: usize = 100;
@@ -49,7 +49,7 @@ struct IssueRequest {
 struct CouponView {
     coupon_id: i64,
     name: String,
-    discount_type: String,
+    discount_type: DiscountType,
     discount_value: Decimal,
     total_quantity: i32,
     issued_quantity: i32,
@@ -75,7 +75,7 @@ struct UserCouponView {
     user_coupon_id: i64,
     coupon_id: i64,
     user_id: i64,
-    status: String,
+    status: CouponStatus,
     order_id: Option<i64>,
 }
 
@@ -97,7 +97,7 @@ struct OwnedView {
     #[serde(flatten)]
     user_coupon: UserCouponView,
     name: String,
-    discount_type: String,
+    discount_type: DiscountType,
     discount_value: Decimal,
     expires_at: Option<DateTime<Utc>>,
 }
@@ -127,16 +127,10 @@ fn new_coupon(body: CreateRequest) -> Result<NewCoupon, ApiError> {
             format!("at most {MAX_NAME} characters"),
         ));
     }
-    let discount_type = match body.discount_type.as_str() {
-        repo::FIXED => repo::FIXED,
-        repo::PERCENT => repo::PERCENT,
-        _ => {
-            return Err(ApiError::validation(
-                "discount_type",
-                "must be FIXED or PERCENT",
-            ));
-        }
-    };
+    let discount_type: DiscountType = body
+        .discount_type
+        .parse()
+        .map_err(|_| ApiError::validation("discount_type", "must be FIXED or PERCENT"))?;
     let discount_value = money::validate(body.discount_value)
         .map_err(|err| ApiError::validation("discount_value", err.to_string()))?;
     if discount_value.is_zero() {
@@ -145,7 +139,7 @@ fn new_coupon(body: CreateRequest) -> Result<NewCoupon, ApiError> {
             "must be greater than zero",
         ));
     }
-    if discount_type == repo::PERCENT
+    if discount_type == DiscountType::Percent
         && !(Decimal::ONE..=Decimal::ONE_HUNDRED).contains(&discount_value)
     {
         return Err(ApiError::validation(
@@ -164,7 +158,7 @@ fn new_coupon(body: CreateRequest) -> Result<NewCoupon, ApiError> {
     }
     Ok(NewCoupon {
         name: name.to_owned(),
-        discount_type: discount_type.to_owned(),
+        discount_type,
         discount_value,
         total_quantity,
         expires_at: body.expires_at,

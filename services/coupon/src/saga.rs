@@ -22,7 +22,7 @@ use shared::events::{
 use shared::money;
 use shared::outbox::enqueue_event;
 
-use crate::repo::{self, Held};
+use crate::repo::{self, CouponStatus, DiscountType, Held, UsageKind};
 
 /// Messages applied in one transaction at most, when that many are waiting.
 pub const BATCH: usize = 16;
@@ -45,14 +45,13 @@ pub fn handlers() -> Handlers {
 /// What coupon terms take off `total`: a FIXED value or a PERCENT of it rounded half away from
 /// zero to the cent (not to even: 0.025 is 0.03), never more than `total`. `None` for a type
 /// this code does not know.
-pub fn discount(discount_type: &str, value: Decimal, total: Decimal) -> Option<Decimal> {
+pub fn discount(discount_type: DiscountType, value: Decimal, total: Decimal) -> Decimal {
     let raw = match discount_type {
-        repo::FIXED => value,
-        repo::PERCENT => (total * value / Decimal::ONE_HUNDRED)
+        DiscountType::Fixed => value,
+        DiscountType::Percent => (total * value / Decimal::ONE_HUNDRED)
             .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero),
-        _ => return None,
     };
-    Some(money::normalize(raw.min(total)))
+    money::normalize(raw.min(total))
 }
 
 /// Why `held` cannot pay for an order of `user_id`, if it cannot.
@@ -64,7 +63,7 @@ pub fn refusal(held: &Held, user_id: i64) -> Option<FailureReason> {
             format!("user coupon {id} belongs to another user"),
         ));
     }
-    if held.user_coupon.status != repo::AVAILABLE {
+    if held.user_coupon.status != CouponStatus::Available {
         return Some(FailureReason::new(
             "coupon_already_used",
             format!("user coupon {id} was used by another order"),
@@ -99,7 +98,7 @@ impl EventHandler<StockProcessed> for UseCoupon {
         let held = repo::lock_for_order(conn, user_coupon_id).await?;
         // Checked under the lock, so that a concurrent message for this step that committed
         // first is seen here: its outcome was emitted then.
-        if repo::usage(conn, order_id, repo::USE).await?.is_some() {
+        if repo::usage(conn, order_id, UsageKind::Use).await?.is_some() {
             return Ok(());
         }
         let Some(held) = held else {
@@ -113,17 +112,14 @@ impl EventHandler<StockProcessed> for UseCoupon {
             return failed(conn, envelope, event, total, reason).await;
         }
         let terms = &held.terms;
-        let discount =
-            discount(&terms.discount_type, terms.discount_value, total).ok_or_else(|| {
-                HandlerError::permanent(anyhow::anyhow!("discount type {}", terms.discount_type))
-            })?;
+        let discount = discount(terms.discount_type, terms.discount_value, total);
         // Cannot fail under the lock taken above; the condition states the invariant anyway.
         if !repo::mark_used(conn, user_coupon_id, order_id).await? {
             return Err(HandlerError::transient(anyhow::anyhow!(
                 "user coupon {user_coupon_id} changed under its lock"
             )));
         }
-        repo::record_usage(conn, user_coupon_id, order_id, repo::USE, discount).await?;
+        repo::record_usage(conn, user_coupon_id, order_id, UsageKind::Use, discount).await?;
         processed(conn, envelope, event, total, discount).await
     }
 }
@@ -199,11 +195,14 @@ async fn restore(
     reason: FailureReason,
 ) -> Result<(), HandlerError> {
     let order_id = command.order_id;
-    if repo::usage(conn, order_id, repo::RESTORE).await?.is_some() {
+    if repo::usage(conn, order_id, UsageKind::Restore)
+        .await?
+        .is_some()
+    {
         // Restored and reported by an earlier message.
         return Ok(());
     }
-    if let Some(used) = repo::usage(conn, order_id, repo::USE).await? {
+    if let Some(used) = repo::usage(conn, order_id, UsageKind::Use).await? {
         if !repo::release(conn, used.user_coupon_id, order_id).await? {
             // Nothing in this service makes a used coupon leave its order but this step.
             tracing::warn!(
@@ -218,7 +217,7 @@ async fn restore(
             conn,
             used.user_coupon_id,
             order_id,
-            repo::RESTORE,
+            UsageKind::Restore,
             used.discount_amount,
         )
         .await?;
@@ -245,19 +244,18 @@ mod tests {
     #[test]
     fn discounts_round_half_away_from_zero_and_never_exceed_the_total() {
         let cases = [
-            (repo::FIXED, "50.00", "120.00", "50.00"),
-            (repo::FIXED, "500", "120.00", "120.00"),
-            (repo::PERCENT, "15", "99.99", "15.00"),
+            (DiscountType::Fixed, "50.00", "120.00", "50.00"),
+            (DiscountType::Fixed, "500", "120.00", "120.00"),
+            (DiscountType::Percent, "15", "99.99", "15.00"),
             // Midpoints: banker's rounding would give 0.02 and 0.12.
-            (repo::PERCENT, "10", "0.25", "0.03"),
-            (repo::PERCENT, "50", "0.25", "0.13"),
-            (repo::PERCENT, "100", "0.01", "0.01"),
-            (repo::PERCENT, "1", "0.49", "0.00"),
+            (DiscountType::Percent, "10", "0.25", "0.03"),
+            (DiscountType::Percent, "50", "0.25", "0.13"),
+            (DiscountType::Percent, "100", "0.01", "0.01"),
+            (DiscountType::Percent, "1", "0.49", "0.00"),
         ];
         for (kind, value, total, expected) in cases {
-            let got = discount(kind, money(value), money(total)).unwrap();
+            let got = discount(kind, money(value), money(total));
             assert_eq!(got.to_string(), expected, "{kind} {value} of {total}");
         }
-        assert_eq!(discount("BOGUS", Decimal::ONE, Decimal::ONE), None);
     }
 }

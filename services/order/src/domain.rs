@@ -129,15 +129,12 @@ shared::text_enum! {
     }
 }
 
-pub const PENDING: &str = OrderStatus::Pending.as_str();
-pub const COMPLETED: &str = OrderStatus::Completed.as_str();
-pub const FAILED: &str = OrderStatus::Failed.as_str();
-pub const CANCELLING: &str = OrderStatus::Cancelling.as_str();
-pub const CANCELLED: &str = OrderStatus::Cancelled.as_str();
-
-/// A status no saga step will change by itself (a COMPLETED order changes only if cancelled).
-pub fn is_terminal(status: &str) -> bool {
-    matches!(status, COMPLETED | FAILED | CANCELLED)
+impl OrderStatus {
+    /// A status no saga step will change by itself (a COMPLETED order changes only if
+    /// cancelled).
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
 }
 
 #[cfg(test)]

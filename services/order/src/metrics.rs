@@ -16,7 +16,7 @@ use shared::metrics::SERVICE;
 use shared::shutdown::Shutdown;
 
 use crate::NAME;
-use crate::domain::{CANCELLING, PENDING};
+use crate::domain::OrderStatus;
 use crate::schema::orders;
 
 pub fn describe() {
@@ -60,7 +60,7 @@ pub async fn in_flight(pool: PgPool, every: Duration, mut shutdown: Shutdown) {
     loop {
         if let Ok(mut conn) = pool.get().await {
             let counted: QueryResult<i64> = orders::table
-                .filter(orders::status.eq_any([PENDING, CANCELLING]))
+                .filter(orders::status.eq_any([OrderStatus::Pending, OrderStatus::Cancelling]))
                 .select(count_star())
                 .first(&mut conn)
                 .await;

@@ -8,7 +8,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use shared::events::{FailureReason, PricedItem};
 
-use crate::domain::{NewOrder, PENDING};
+use crate::domain::{NewOrder, OrderStatus};
 use crate::schema::{order_items, orders};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -17,7 +17,7 @@ use crate::schema::{order_items, orders};
 pub struct OrderRow {
     pub id: i64,
     pub user_id: i64,
-    pub status: String,
+    pub status: OrderStatus,
     pub user_coupon_id: Option<i64>,
     pub total_amount: Option<Decimal>,
     pub discount_amount: Option<Decimal>,
@@ -47,7 +47,7 @@ pub async fn insert(
     let id: i64 = diesel::insert_into(orders::table)
         .values((
             orders::user_id.eq(order.user_id),
-            orders::status.eq(PENDING),
+            orders::status.eq(OrderStatus::Pending),
             orders::user_coupon_id.eq(order.user_coupon_id),
             orders::idempotency_key.eq(idempotency.map(|(key, _)| key)),
             orders::request.eq(idempotency.map(|(_, request)| request)),
@@ -78,7 +78,7 @@ pub async fn find_by_key(
     conn: &mut AsyncPgConnection,
     user_id: i64,
     key: &str,
-) -> QueryResult<Option<(i64, Option<String>, String)>> {
+) -> QueryResult<Option<(i64, Option<String>, OrderStatus)>> {
     orders::table
         .filter(orders::user_id.eq(user_id))
         .filter(orders::idempotency_key.eq(key))
@@ -145,19 +145,22 @@ pub async fn complete(
     discount: Decimal,
     paid: Decimal,
 ) -> QueryResult<Option<DateTime<Utc>>> {
-    let accepted_at: Option<DateTime<Utc>> =
-        diesel::update(orders::table.find(id).filter(orders::status.eq(PENDING)))
-            .set((
-                orders::status.eq(crate::domain::COMPLETED),
-                orders::total_amount.eq(total),
-                orders::discount_amount.eq(discount),
-                orders::paid_amount.eq(paid),
-                orders::updated_at.eq(diesel::dsl::now),
-            ))
-            .returning(orders::created_at)
-            .get_result(conn)
-            .await
-            .optional()?;
+    let accepted_at: Option<DateTime<Utc>> = diesel::update(
+        orders::table
+            .find(id)
+            .filter(orders::status.eq(OrderStatus::Pending)),
+    )
+    .set((
+        orders::status.eq(OrderStatus::Completed),
+        orders::total_amount.eq(total),
+        orders::discount_amount.eq(discount),
+        orders::paid_amount.eq(paid),
+        orders::updated_at.eq(diesel::dsl::now),
+    ))
+    .returning(orders::created_at)
+    .get_result(conn)
+    .await
+    .optional()?;
     if accepted_at.is_none() {
         return Ok(None);
     }
@@ -181,25 +184,29 @@ pub async fn fail(
     id: i64,
     reason: &FailureReason,
 ) -> QueryResult<Option<DateTime<Utc>>> {
-    diesel::update(orders::table.find(id).filter(orders::status.eq(PENDING)))
-        .set((
-            orders::status.eq(crate::domain::FAILED),
-            orders::failure_code.eq(&reason.code),
-            orders::failure_reason.eq(&reason.message),
-            orders::updated_at.eq(diesel::dsl::now),
-        ))
-        .returning(orders::created_at)
-        .get_result(conn)
-        .await
-        .optional()
+    diesel::update(
+        orders::table
+            .find(id)
+            .filter(orders::status.eq(OrderStatus::Pending)),
+    )
+    .set((
+        orders::status.eq(OrderStatus::Failed),
+        orders::failure_code.eq(&reason.code),
+        orders::failure_reason.eq(&reason.message),
+        orders::updated_at.eq(diesel::dsl::now),
+    ))
+    .returning(orders::created_at)
+    .get_result(conn)
+    .await
+    .optional()
 }
 
 /// `from` → `to`; returns when the order was accepted, or `None` if it was not in `from`.
 pub async fn transition(
     conn: &mut AsyncPgConnection,
     id: i64,
-    from: &str,
-    to: &str,
+    from: OrderStatus,
+    to: OrderStatus,
 ) -> QueryResult<Option<DateTime<Utc>>> {
     diesel::update(orders::table.find(id).filter(orders::status.eq(from)))
         .set((

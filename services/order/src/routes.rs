@@ -18,7 +18,7 @@ use shared::http::{ApiError, ValidJson};
 use shared::money;
 use shared::outbox::enqueue_event;
 
-use crate::domain::{self, NewOrder, OrderRequest};
+use crate::domain::{self, NewOrder, OrderRequest, OrderStatus};
 use crate::repo::{self, ItemRow, OrderRow};
 use crate::waiters::Waiters;
 
@@ -50,7 +50,7 @@ struct ItemView {
 struct OrderView {
     order_id: i64,
     user_id: i64,
-    status: String,
+    status: OrderStatus,
     items: Vec<ItemView>,
     user_coupon_id: Option<i64>,
     total_amount: Option<Decimal>,
@@ -90,7 +90,7 @@ fn view(order: OrderRow, items: &[ItemRow]) -> OrderView {
 #[derive(Debug, Serialize)]
 struct Accepted {
     order_id: i64,
-    status: String,
+    status: OrderStatus,
 }
 
 fn order_id(raw: i64) -> Result<i64, ApiError> {
@@ -105,7 +105,7 @@ fn order_id(raw: i64) -> Result<i64, ApiError> {
 enum Placed {
     New(i64),
     /// The Idempotency-Key was used before with the same request.
-    Replayed(i64, String),
+    Replayed(i64, OrderStatus),
 }
 
 async fn place(
@@ -146,7 +146,7 @@ async fn place(
             );
             HttpResponse::Accepted().json(Accepted {
                 order_id: id,
-                status: domain::PENDING.to_owned(),
+                status: OrderStatus::Pending,
             })
         }
         Placed::Replayed(id, status) => HttpResponse::Ok().json(Accepted {
@@ -234,7 +234,7 @@ async fn show(
         let order = read(&pool, id)
             .await?
             .ok_or(ApiError::NotFound { what: "order" })?;
-        if domain::is_terminal(&order.0.status) || tokio::time::Instant::now() >= deadline {
+        if order.0.status.is_terminal() || tokio::time::Instant::now() >= deadline {
             break order;
         }
         tokio::select! {
@@ -316,7 +316,7 @@ async fn cancel(
         let order = repo::lock(tx, id)
             .await?
             .ok_or(ApiError::NotFound { what: "order" })?;
-        if order.status != domain::COMPLETED {
+        if order.status != OrderStatus::Completed {
             return Err(ApiError::conflict(
                 "not_cancellable",
                 format!(
@@ -326,7 +326,7 @@ async fn cancel(
             ));
         }
         let items = repo::items(tx, &[id]).await?;
-        repo::transition(tx, id, domain::COMPLETED, domain::CANCELLING).await?;
+        repo::transition(tx, id, OrderStatus::Completed, OrderStatus::Cancelling).await?;
         let refund = BalanceRestorationRequested {
             command: OrderCommand {
                 order_id: id,
@@ -360,6 +360,6 @@ async fn cancel(
     .await?;
     Ok(HttpResponse::Accepted().json(Accepted {
         order_id: id,
-        status: domain::CANCELLING.to_owned(),
+        status: OrderStatus::Cancelling,
     }))
 }

@@ -20,7 +20,7 @@ use shared::events::{
 };
 use shared::outbox::enqueue_event;
 
-use crate::domain::{CANCELLED, CANCELLING, PENDING};
+use crate::domain::OrderStatus;
 use crate::{metrics, repo};
 
 /// Messages applied in one transaction at most, when that many are waiting. Batching is safe
@@ -107,11 +107,13 @@ impl EventHandler<StockRestored> for EndCompensation {
                 "order {id} does not exist"
             )));
         };
-        match order.status.as_str() {
-            CANCELLING => {
+        match order.status {
+            OrderStatus::Cancelling => {
                 // The transition, not the status read, decides: no OrderCancelled for an order
                 // this event did not cancel.
-                let Some(accepted_at) = repo::transition(conn, id, CANCELLING, CANCELLED).await?
+                let Some(accepted_at) =
+                    repo::transition(conn, id, OrderStatus::Cancelling, OrderStatus::Cancelled)
+                        .await?
                 else {
                     tracing::warn!(order_id = id, "order left CANCELLING meanwhile; ignored");
                     return Ok(());
@@ -125,11 +127,11 @@ impl EventHandler<StockRestored> for EndCompensation {
                 enqueue_event::<OrderCancelled>(conn, envelope.follow_up(&next)?).await?;
                 Ok(())
             }
-            PENDING => fail(conn, envelope, &event.command, event.reason).await,
+            OrderStatus::Pending => fail(conn, envelope, &event.command, event.reason).await,
             other => {
                 tracing::warn!(
                     order_id = id,
-                    status = other,
+                    status = %other,
                     "StockRestored for a settled order; ignored"
                 );
                 Ok(())
