@@ -7,6 +7,38 @@ use std::time::{Duration, Instant};
 
 const SECRET: &str = "s3cr3t-never-shown";
 
+/// The variables every service binary takes besides its own `{NAME}_PORT` and
+/// `{NAME}_DATABASE_URL`.
+pub const SERVICE_VARIABLES: [&str; 16] = [
+    "HTTP_HOST",
+    "HTTP_WORKERS",
+    "DB_POOL_SIZE",
+    "DB_POOL_TIMEOUT",
+    "DATABASE_BASE_URL",
+    "PGHOST",
+    "PGPORT",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGSSLMODE",
+    "AMQP_URL",
+    "AMQP_PREFIX",
+    "CONSUMER_PREFETCH",
+    "CONSUMER_CONCURRENCY",
+    "CONSUMER_MAX_ATTEMPTS",
+    "CONSUMER_RETRY_DELAYS",
+];
+
+/// [`assert_command_line`] for service `name` (`order`, ...): its own variables, the shared
+/// ones, and `extra`.
+pub fn assert_service_command_line(binary: &str, name: &str, extra: &[&str]) {
+    let upper = name.to_uppercase();
+    let own = [format!("{upper}_PORT"), format!("{upper}_DATABASE_URL")];
+    let mut variables: Vec<&str> = own.iter().map(String::as_str).collect();
+    variables.extend(SERVICE_VARIABLES);
+    variables.extend(extra);
+    assert_command_line(binary, &format!("{name}-service"), &variables);
+}
+
 /// Runs `binary args` with secrets planted in the environment; panics if it runs past 20 s
 /// (a binary that ignored `--help` and started serving).
 fn run(binary: &str, args: &[&str]) -> Output {
