@@ -101,7 +101,12 @@ pub struct PgServer {
     )]
     pub password: Option<String>,
     /// libpq `sslmode` (`disable`, `prefer`); passed on in every URL.
-    #[arg(id = "pg_sslmode", long = "pg-sslmode", env = "PGSSLMODE")]
+    #[arg(
+        id = "pg_sslmode",
+        value_name = "MODE",
+        long = "pg-sslmode",
+        env = "PGSSLMODE"
+    )]
     pub sslmode: Option<String>,
 }
 
@@ -185,7 +190,7 @@ pub struct PoolSettings {
     pub pool_size: usize,
     /// How long to wait for a pooled connection (to be created or freed) before failing; never
     /// forever, so a database outage answers 503 instead of hanging.
-    #[arg(id = "db_pool_timeout", long = "db-pool-timeout", env = "DB_POOL_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    #[arg(id = "db_pool_timeout", value_name = "DURATION", long = "db-pool-timeout", env = "DB_POOL_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub pool_timeout: Duration,
 }
 
@@ -247,11 +252,11 @@ pub const DEFAULT_AMQP_PREFIX: &str = "saga";
 #[derive(Clone, Args)]
 pub struct AmqpSettings {
     /// The broker (`amqp://user:password@host:5672/vhost`).
-    #[arg(id = "amqp_url", long = "amqp-url", env = "AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_default_value = true, hide_env_values = true)]
+    #[arg(id = "amqp_url", value_name = "URL", long = "amqp-url", env = "AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_default_value = true, hide_env_values = true)]
     pub url: String,
     /// First segment of every exchange and queue name, so that tests and tenants sharing one
     /// broker never collide.
-    #[arg(id = "amqp_prefix", long = "amqp-prefix", env = "AMQP_PREFIX", default_value = DEFAULT_AMQP_PREFIX)]
+    #[arg(id = "amqp_prefix", value_name = "PREFIX", long = "amqp-prefix", env = "AMQP_PREFIX", default_value = DEFAULT_AMQP_PREFIX)]
     pub prefix: String,
 }
 
@@ -304,7 +309,7 @@ pub struct ConsumerSettings {
     /// The delay before retry 1, 2, ... (comma-separated); attempts beyond the list reuse its
     /// last delay. Each delay is one retry queue named after it, so a changed list declares new
     /// queues while the old ones drain.
-    #[arg(id = "consumer_retry_delays", long = "consumer-retry-delays", env = "CONSUMER_RETRY_DELAYS", default_value = "1s,5s,30s,2m", value_delimiter = ',', value_parser = parse_duration)]
+    #[arg(id = "consumer_retry_delays", value_name = "DURATIONS", long = "consumer-retry-delays", env = "CONSUMER_RETRY_DELAYS", default_value = "1s,5s,30s,2m", value_delimiter = ',', value_parser = parse_duration)]
     pub retry_delays: Vec<Duration>,
 }
 

@@ -49,13 +49,19 @@ struct CommonArgs {
     /// Interface to listen on.
     #[arg(
         id = "http_host",
+        value_name = "HOST",
         long = "http-host",
         env = "HTTP_HOST",
         default_value = "127.0.0.1"
     )]
     host: String,
     /// actix worker threads (0 = one per core).
-    #[arg(long = "http-workers", env = "HTTP_WORKERS", default_value_t = 0)]
+    #[arg(
+        long = "http-workers",
+        value_name = "N",
+        env = "HTTP_WORKERS",
+        default_value_t = 0
+    )]
     http_workers: usize,
     #[command(flatten)]
     pool: PoolSettings,
@@ -74,12 +80,12 @@ impl ServiceSettings {
     pub fn command(name: &str, default_port: u16) -> clap::Command {
         let upper = name.to_uppercase();
         let command = clap::Command::new(format!("{name}-service"))
-            .about(format!("The {name} service of the order saga system"))
             .arg(
                 clap::Arg::new("service_port")
                     .long("port")
                     .env(format!("{upper}_PORT"))
                     .default_value(default_port.to_string())
+                    .value_name("PORT")
                     .value_parser(clap::value_parser!(u16))
                     .help("HTTP port; 0 picks a free one"),
             )
@@ -88,12 +94,14 @@ impl ServiceSettings {
                     .long("database-url")
                     .env(format!("{upper}_DATABASE_URL"))
                     .hide_env_values(true)
+                    .value_name("URL")
                     .help(format!(
                         "The service's own database (created if missing); default: database \
                          saga_{name} on the server the PG* options or DATABASE_BASE_URL name"
                     )),
             );
-        CommonArgs::augment_args(command)
+        // Set last: clap takes an `Args` struct's doc comment for the command's about.
+        CommonArgs::augment_args(command).about(about(name))
     }
 
     /// The settings of service `name` from parsed `matches` of [`Self::command`].
@@ -132,6 +140,10 @@ impl ServiceSettings {
 #[derive(Debug, Clone, clap::Args)]
 pub struct NoOptions {}
 
+fn about(name: &str) -> String {
+    format!("The {name} service of the order saga system")
+}
+
 /// The whole `main` of a service binary: parses the command line and environment (answering
 /// `--help` and `--version` without starting anything), sets up telemetry, builds the service
 /// with `build` and serves until SIGTERM or Ctrl-C.
@@ -141,7 +153,9 @@ pub async fn serve<A: Args + FromArgMatches>(
     version: &'static str,
     build: impl AsyncFnOnce(&ServiceSettings, A) -> anyhow::Result<Application>,
 ) -> anyhow::Result<()> {
-    let command = A::augment_args(ServiceSettings::command(name, default_port)).version(version);
+    let command = A::augment_args(ServiceSettings::command(name, default_port))
+        .about(about(name))
+        .version(version);
     let matches = command.get_matches();
     crate::telemetry::init(name);
     let settings = ServiceSettings::from_matches(name, &matches)?;
