@@ -112,6 +112,7 @@ impl RelayCli {
 impl RelaySettings {
     /// The settings from the environment alone (`sagactl up`).
     pub fn from_env() -> anyhow::Result<Self> {
+        shared::config::refuse_renamed_variables()?;
         let server = shared::config::from_env::<PgServer>()?;
         shared::config::from_env::<Self>()?.resolved(&server)
     }

@@ -8,6 +8,7 @@ use shared::shutdown::Shutdown;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = RelayCli::parse();
+    shared::config::refuse_renamed_variables()?;
     shared::telemetry::init("outbox-relay");
     let settings = cli.settings()?;
     let shutdown = Shutdown::from_os_signals();

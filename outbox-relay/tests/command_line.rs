@@ -28,3 +28,18 @@ fn help_lists_every_variable_and_version_answers_without_starting_the_relay() {
         ],
     );
 }
+
+#[test]
+fn a_renamed_variable_is_refused_naming_its_replacement() {
+    let output = testkit::binary::run_expecting_exit(
+        env!("CARGO_BIN_EXE_outbox-relay"),
+        &[],
+        &[("RELAY_POLL_INTERVAL_MS", "5000")],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("RELAY_POLL_INTERVAL_MS was renamed RELAY_POLL_INTERVAL"),
+        "{stderr}"
+    );
+}

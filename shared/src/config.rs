@@ -20,6 +20,29 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .map_err(|err| format!("{err} (a duration such as 500ms, 30s, 5m)"))
 }
 
+/// Variables that were renamed when every duration took one format, with their new names. A
+/// deployment still setting an old one would otherwise run on the default without a word.
+const RENAMED: [(&str, &str); 8] = [
+    ("DB_POOL_TIMEOUT_MS", "DB_POOL_TIMEOUT"),
+    ("CONSUMER_RETRY_DELAYS_MS", "CONSUMER_RETRY_DELAYS"),
+    ("RELAY_POLL_INTERVAL_MS", "RELAY_POLL_INTERVAL"),
+    ("RELAY_RETENTION_SECS", "RELAY_RETENTION"),
+    ("RELAY_CLEANUP_INTERVAL_MS", "RELAY_CLEANUP_INTERVAL"),
+    ("RELAY_DB_TIMEOUT_MS", "RELAY_DB_TIMEOUT"),
+    ("RELAY_MAX_BACKOFF_MS", "RELAY_MAX_BACKOFF"),
+    ("RELAY_BACKLOG_INTERVAL_MS", "RELAY_BACKLOG_INTERVAL"),
+];
+
+/// Fails, naming the replacement, if the environment sets a variable that was renamed.
+pub fn refuse_renamed_variables() -> anyhow::Result<()> {
+    for (old, new) in RENAMED {
+        if std::env::var_os(old).is_some() {
+            bail!("{old} was renamed {new}, which takes a duration such as 500ms, 30s or 5m");
+        }
+    }
+    Ok(())
+}
+
 /// `T` from the environment alone (no command line), with clap's parsing and defaults: for
 /// processes that run several components with their settings from one environment
 /// (`sagactl up`).

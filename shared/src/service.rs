@@ -129,6 +129,7 @@ impl ServiceSettings {
     /// The settings of service `name` from the environment alone (several services in one
     /// process, as `sagactl up` runs them).
     pub fn from_env(name: &str, default_port: u16) -> anyhow::Result<Self> {
+        crate::config::refuse_renamed_variables()?;
         let matches = Self::command(name, default_port)
             .no_binary_name(true)
             .try_get_matches_from(Vec::<String>::new())?;
@@ -157,6 +158,7 @@ pub async fn serve<A: Args + FromArgMatches>(
         .about(about(name))
         .version(version);
     let matches = command.get_matches();
+    crate::config::refuse_renamed_variables()?;
     crate::telemetry::init(name);
     let settings = ServiceSettings::from_matches(name, &matches)?;
     let options = A::from_arg_matches(&matches)?;

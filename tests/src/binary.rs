@@ -39,11 +39,21 @@ pub fn assert_service_command_line(binary: &str, name: &str, extra: &[&str]) {
     assert_command_line(binary, &format!("{name}-service"), &variables);
 }
 
-/// Runs `binary args` with secrets planted in the environment; panics if it runs past 20 s
-/// (a binary that ignored `--help` and started serving).
+/// Runs `binary args` with secrets and `env` planted in the environment, expecting it to exit on
+/// its own; panics if it runs past 20 s (a binary that ignored its arguments and started
+/// serving).
+pub fn run_expecting_exit(binary: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(binary);
+    command.args(args).envs(env.iter().copied());
+    run_command(binary, args, &mut command)
+}
+
 fn run(binary: &str, args: &[&str]) -> Output {
-    let mut child = Command::new(binary)
-        .args(args)
+    run_expecting_exit(binary, args, &[])
+}
+
+fn run_command(binary: &str, args: &[&str], command: &mut Command) -> Output {
+    let mut child = command
         .env("PGPASSWORD", SECRET)
         .env(
             "AMQP_URL",
