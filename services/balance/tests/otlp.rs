@@ -15,6 +15,7 @@ use shared::events::{CouponProcessed, OrderCommand, OrderLine};
 use testkit::{TestAmqp, TestDb, eventually_async, init_tracing};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::process::Child;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
@@ -71,11 +72,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test]
-async fn spans_are_exported_in_the_sagas_trace_when_an_endpoint_is_set() {
-    init_tracing();
-    let db = TestDb::with_migrations(vec![balance_service::MIGRATIONS]).await;
-    let amqp = TestAmqp::new().await;
+/// The real balance-service binary on a free port, exporting spans to the collector on
+/// `collector_port`, once it is ready; killed when dropped.
+async fn start_service(db: &TestDb, amqp: &TestAmqp, collector_port: u16) -> Child {
     amqp.remember_consumer(
         balance_service::NAME,
         &[
@@ -85,9 +84,8 @@ async fn spans_are_exported_in_the_sagas_trace_when_an_endpoint_is_set() {
             Duration::from_millis(120000),
         ],
     );
-    let (collector_port, bodies) = collector().await;
     let port = free_port();
-    let _service = tokio::process::Command::new(env!("CARGO_BIN_EXE_balance-service"))
+    let service = tokio::process::Command::new(env!("CARGO_BIN_EXE_balance-service"))
         .env("BALANCE_DATABASE_URL", &db.url)
         .env("BALANCE_PORT", port.to_string())
         .env("AMQP_URL", &amqp.url)
@@ -115,7 +113,12 @@ async fn spans_are_exported_in_the_sagas_trace_when_an_endpoint_is_set() {
         },
     )
     .await;
+    service
+}
 
+/// Publishes a `CouponProcessed` of the saga whose trace is [`TRACE_ID`], the trace context in
+/// the envelope and in the message headers, as the relay would.
+async fn publish_in_trace(amqp: &TestAmqp) {
     let event = CouponProcessed {
         command: OrderCommand {
             order_id: 7,
@@ -150,7 +153,10 @@ async fn spans_are_exported_in_the_sagas_trace_when_an_endpoint_is_set() {
         )
         .await
         .unwrap();
+}
 
+/// Waits until a body the collector received carries [`TRACE_ID`].
+async fn wait_for_trace(bodies: &Mutex<Vec<Vec<u8>>>) {
     // OTLP protobuf carries the trace id as its 16 raw bytes.
     let trace_bytes: Vec<u8> = (0..16)
         .map(|i| u8::from_str_radix(&TRACE_ID[2 * i..2 * i + 2], 16).unwrap())
@@ -167,4 +173,15 @@ async fn spans_are_exported_in_the_sagas_trace_when_an_endpoint_is_set() {
         },
     )
     .await;
+}
+
+#[tokio::test]
+async fn spans_are_exported_in_the_sagas_trace_when_an_endpoint_is_set() {
+    init_tracing();
+    let db = TestDb::with_migrations(vec![balance_service::MIGRATIONS]).await;
+    let amqp = TestAmqp::new().await;
+    let (collector_port, bodies) = collector().await;
+    let _service = start_service(&db, &amqp, collector_port).await;
+    publish_in_trace(&amqp).await;
+    wait_for_trace(&bodies).await;
 }
