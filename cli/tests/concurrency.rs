@@ -214,10 +214,7 @@ async fn the_long_poll_is_woken_by_a_completion_on_another_instance() {
             (order, started.elapsed())
         }
     });
-    assert_eq!(
-        s.app(ORDER).get(&format!("/orders/{id}")).await.1["status"],
-        "PENDING"
-    );
+    assert_eq!(s.orders().order(id).await["status"], "PENDING");
 
     // Balance comes back; the first instance completes the order; the waiter on the second wakes.
     let balance = TestApp::start(

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 use shared::shutdown::Shutdown;
-use system::{ORDER, SERVICES, System};
+use system::{SERVICES, System};
 use tokio::process::{Child, Command};
 
 const DASHBOARDS: [&str; 3] = ["saga-progress", "outbox-messaging", "services"];
@@ -193,11 +193,7 @@ async fn run_orders(s: &System) -> usize {
     }
     let cancelled = s.place(21, &[(keyboard, 2)], None).await;
     assert_eq!(s.wait_terminal(cancelled).await["status"], "COMPLETED");
-    let (status, body) = s
-        .app(ORDER)
-        .post(&format!("/orders/{cancelled}/cancel"), &json!({}))
-        .await;
-    assert_eq!(status, 202, "{body}");
+    s.orders().cancel(cancelled).await;
     assert_eq!(s.wait_terminal(cancelled).await["status"], "CANCELLED");
     s.assert_settled().await;
     orders.len() + 1
@@ -257,12 +253,9 @@ async fn assert_value(prometheus: &Prometheus, expr: &str, expected: f64) {
     .unwrap();
 }
 
-#[tokio::test]
-async fn every_dashboard_expression_returns_data_after_a_mixed_run() {
-    let s = System::start().await;
-    let (relay_trigger, relay_shutdown) = Shutdown::new();
-    let (relay_port, relay_task) =
-        outbox_relay::metrics::serve("127.0.0.1", 0, relay_shutdown).unwrap();
+/// What Prometheus scrapes: every service, the relay's metrics on `relay_port`, and RabbitMQ's
+/// plugin (queue metrics only).
+fn scrape_jobs(s: &System, relay_port: u16) -> Vec<(String, String, &'static str)> {
     let mut jobs: Vec<(String, String, &str)> = SERVICES
         .iter()
         .map(|name| {
@@ -284,12 +277,12 @@ async fn every_dashboard_expression_returns_data_after_a_mixed_run() {
         RABBITMQ_PROMETHEUS.into(),
         "/metrics/detailed?family=queue_coarse_metrics",
     ));
-    let prometheus = Prometheus::start(&jobs);
+    jobs
+}
 
-    let placed = run_orders(&s).await;
-    let ended = Utc::now() + chrono::Duration::seconds(3);
-    prometheus.wait_scraped(jobs.len(), ended).await;
-
+/// Every expression of every dashboard that did not return data: `dashboard / panel: expr`
+/// with the last answer.
+async fn dashboard_failures(prometheus: &Prometheus) -> Vec<String> {
     let mut failures = Vec::new();
     for name in DASHBOARDS {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -311,29 +304,27 @@ async fn every_dashboard_expression_returns_data_after_a_mixed_run() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "dashboard expressions failed:\n{}",
-        failures.join("\n")
-    );
+    failures
+}
 
-    // One start per order; one end per terminal outcome, where the cancelled order ended twice:
-    // completed first, cancelled after.
+/// One start per order; one end per terminal outcome, where the cancelled order ended twice:
+/// completed first, cancelled after.
+async fn assert_saga_counters(prometheus: &Prometheus, placed: usize) {
     assert_value(
-        &prometheus,
+        prometheus,
         r#"sum(saga_started_total{service="order"})"#,
         placed as f64,
     )
     .await;
     assert_value(
-        &prometheus,
+        prometheus,
         r#"sum(saga_finished_total{service="order"})"#,
         (placed + 1) as f64,
     )
     .await;
     for (outcome, count) in [("completed", 3.0), ("failed", 3.0), ("cancelled", 1.0)] {
         let expr = format!(r#"sum(saga_finished_total{{service="order",outcome="{outcome}"}})"#);
-        assert_value(&prometheus, &expr, count).await;
+        assert_value(prometheus, &expr, count).await;
     }
     for reason in [
         "insufficient_stock",
@@ -341,8 +332,30 @@ async fn every_dashboard_expression_returns_data_after_a_mixed_run() {
         "insufficient_balance",
     ] {
         let expr = format!(r#"sum(saga_finished_total{{service="order",reason="{reason}"}})"#);
-        assert_value(&prometheus, &expr, 1.0).await;
+        assert_value(prometheus, &expr, 1.0).await;
     }
+}
+
+#[tokio::test]
+async fn every_dashboard_expression_returns_data_after_a_mixed_run() {
+    let s = System::start().await;
+    let (relay_trigger, relay_shutdown) = Shutdown::new();
+    let (relay_port, relay_task) =
+        outbox_relay::metrics::serve("127.0.0.1", 0, relay_shutdown).unwrap();
+    let jobs = scrape_jobs(&s, relay_port);
+    let prometheus = Prometheus::start(&jobs);
+
+    let placed = run_orders(&s).await;
+    let ended = Utc::now() + chrono::Duration::seconds(3);
+    prometheus.wait_scraped(jobs.len(), ended).await;
+
+    let failures = dashboard_failures(&prometheus).await;
+    assert!(
+        failures.is_empty(),
+        "dashboard expressions failed:\n{}",
+        failures.join("\n")
+    );
+    assert_saga_counters(&prometheus, placed).await;
 
     drop(prometheus);
     relay_trigger.trigger();

@@ -10,6 +10,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::future::join_all;
 use shared::config::DatabaseSettings;
 use system::{SERVICES, build};
+use testkit::clients::ProductClient;
 use testkit::service::{TestApp, service_settings};
 use testkit::{TestAmqp, TestDb, init_tracing, server_url, unique_suffix};
 
@@ -62,13 +63,9 @@ async fn a_service_whose_database_exists_needs_no_createdb_right() {
     settings.database = DatabaseSettings::with_url(url);
     let app = TestApp::start(build(system::PRODUCT, &settings).await);
     app.wait_ready().await;
-    let (status, body) = app
-        .post(
-            "/products",
-            &serde_json::json!({"name": "Desk", "price": 10, "stock": 1}),
-        )
+    ProductClient::new(&app)
+        .create_product("Desk", "10", 1)
         .await;
-    assert_eq!(status, 201, "{body}");
     app.stop().await;
     drop(db);
     diesel::sql_query(format!("DROP ROLE IF EXISTS {role}"))

@@ -4,10 +4,11 @@
 //! name prefix ([`TestAmqp`]), both removed when dropped, so tests run in parallel against the
 //! one local server and broker without seeing each other. [`TcpProxy`] sits between a client and
 //! the broker and can cut every connection on command. [`eventually`] waits for a condition
-//! with a deadline instead of sleeping.
+//! with a deadline instead of sleeping. [`clients`] are typed HTTP clients for the services.
 
 mod amqp;
 pub mod binary;
+pub mod clients;
 mod db;
 pub mod effects;
 mod proxy;

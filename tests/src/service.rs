@@ -10,6 +10,7 @@ use shared::service::{Application, ServiceSettings};
 use shared::shutdown::{Shutdown, ShutdownTrigger};
 use tokio::task::JoinHandle;
 
+use crate::clients::Api;
 use crate::{TestAmqp, TestDb};
 
 /// Settings for service `name` on `db` and `amqp`: port 0, one HTTP worker, fast retries.
@@ -79,34 +80,23 @@ impl TestApp {
         }
     }
 
+    /// The service's HTTP API, for the typed clients of [`crate::clients`].
+    pub fn api(&self) -> Api {
+        Api::from(self)
+    }
+
     pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base_url)
+        self.api().url(path)
     }
 
     /// `GET path`, returning the status and the JSON body (`Null` if the body is not JSON).
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let response = self.client.get(self.url(path)).send().await.expect("GET");
-        let status = response.status().as_u16();
-        (
-            status,
-            response.json().await.unwrap_or(serde_json::Value::Null),
-        )
+        self.api().get(path).await
     }
 
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-        let response = self
-            .client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("POST");
-        let status = response.status().as_u16();
-        (
-            status,
-            response.json().await.unwrap_or(serde_json::Value::Null),
-        )
+        self.api().post(path, body).await
     }
 
     /// Asserts that `POST path` with `body` is refused with a 422 naming `field`, and that no

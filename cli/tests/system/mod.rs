@@ -1,6 +1,6 @@
 //! The whole system under test: the four services and the saga monitor, each on its own fresh
-//! database, one AMQP prefix for all of them, and the outbox relay in process. Typed helpers
-//! keep the test bodies short.
+//! database, one AMQP prefix for all of them, and the outbox relay in process. The testkit's
+//! typed clients (and shorthands for them here) keep the test bodies short.
 
 #![allow(dead_code, clippy::unwrap_used)] // each test binary uses part of the harness
 
@@ -8,9 +8,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use outbox_relay::RelaySettings;
-use serde_json::{Value, json};
+use serde_json::Value;
 use shared::service::Application;
 use shared::shutdown::{Shutdown, ShutdownTrigger};
+use testkit::clients::{BalanceClient, CouponClient, OrderClient, ProductClient};
 use testkit::effects::unpublished;
 use testkit::service::{TestApp, service_settings};
 use testkit::{TestAmqp, TestDb, eventually_async, init_tracing};
@@ -86,73 +87,49 @@ impl System {
         &self.apps[name]
     }
 
+    pub fn products(&self) -> ProductClient {
+        ProductClient::new(self.app(PRODUCT))
+    }
+
+    pub fn coupons(&self) -> CouponClient {
+        CouponClient::new(self.app(COUPON))
+    }
+
+    pub fn balances(&self) -> BalanceClient {
+        BalanceClient::new(self.app(BALANCE))
+    }
+
+    pub fn orders(&self) -> OrderClient {
+        OrderClient::new(self.app(ORDER))
+    }
+
+    // Shorthands for what most tests do, on the running apps (a restarted one included).
+
     pub async fn create_product(&self, name: &str, price: &str, stock: i64) -> i64 {
-        let (status, body) = self
-            .app(PRODUCT)
-            .post(
-                "/products",
-                &json!({"name": name, "price": price, "stock": stock}),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-        body["product_id"].as_i64().unwrap()
+        self.products().create_product(name, price, stock).await
     }
 
     pub async fn stock(&self, product_id: i64) -> i64 {
-        self.app(PRODUCT)
-            .get(&format!("/products/{product_id}"))
-            .await
-            .1["stock"]
-            .as_i64()
-            .unwrap()
+        self.products().stock(product_id).await
     }
 
     pub async fn charge(&self, user_id: i64, amount: &str) {
-        let (status, body) = self
-            .app(BALANCE)
-            .post(
-                &format!("/balances/{user_id}/charge"),
-                &json!({"amount": amount}),
-            )
-            .await;
-        assert_eq!(status, 200, "{body}");
+        self.balances().charge(user_id, amount).await;
     }
 
     pub async fn balance(&self, user_id: i64) -> String {
-        self.app(BALANCE)
-            .get(&format!("/balances/{user_id}"))
-            .await
-            .1["balance"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        self.balances().balance(user_id).await
     }
 
     /// Creates a coupon and issues it to `user_id`; returns the user coupon id.
     pub async fn coupon_for(&self, user_id: i64, discount_type: &str, value: &str) -> i64 {
-        let (status, coupon) = self
-            .app(COUPON)
-            .post("/coupons", &json!({"name": "test", "discount_type": discount_type, "discount_value": value, "total_quantity": 100}))
-            .await;
-        assert_eq!(status, 201, "{coupon}");
-        let (status, issued) = self
-            .app(COUPON)
-            .post(
-                &format!("/coupons/{}/issue", coupon["coupon_id"]),
-                &json!({"user_id": user_id}),
-            )
-            .await;
-        assert_eq!(status, 201, "{issued}");
-        issued["user_coupon_id"].as_i64().unwrap()
+        self.coupons()
+            .coupon_for(user_id, discount_type, value)
+            .await
     }
 
     pub async fn user_coupon(&self, id: i64) -> Value {
-        self.app(COUPON).get(&format!("/user-coupons/{id}")).await.1
-    }
-
-    /// `POST /orders`; returns the status and body.
-    pub async fn order(&self, body: Value) -> (u16, Value) {
-        self.app(ORDER).post("/orders", &body).await
+        self.coupons().user_coupon(id).await
     }
 
     /// Places an order that must be accepted; returns its id.
@@ -162,36 +139,12 @@ impl System {
         items: &[(i64, i64)],
         user_coupon_id: Option<i64>,
     ) -> i64 {
-        let lines: Vec<Value> = items
-            .iter()
-            .map(|(p, q)| json!({"product_id": p, "quantity": q}))
-            .collect();
-        let (status, body) = self
-            .order(json!({"user_id": user_id, "items": lines, "user_coupon_id": user_coupon_id}))
-            .await;
-        assert_eq!(status, 202, "{body}");
-        body["order_id"].as_i64().unwrap()
+        self.orders().place(user_id, items, user_coupon_id).await
     }
 
     /// Long-polls until the order reaches a terminal status (or fails the test after 30 s).
     pub async fn wait_terminal(&self, order_id: i64) -> Value {
-        eventually_async(
-            Duration::from_secs(30),
-            &format!("order {order_id} to end"),
-            || async {
-                let (status, body) = self
-                    .app(ORDER)
-                    .get(&format!("/orders/{order_id}?wait_ms=5000"))
-                    .await;
-                assert_eq!(status, 200, "{body}");
-                matches!(
-                    body["status"].as_str(),
-                    Some("COMPLETED" | "FAILED" | "CANCELLED")
-                )
-                .then_some(body)
-            },
-        )
-        .await
+        self.orders().wait_terminal(order_id).await
     }
 
     /// Nothing left behind: every outbox row published, every dead-letter queue empty, every

@@ -13,6 +13,7 @@ use shared::events::{
     BalanceProcessed, BalanceProcessingFailed, BalanceRestorationRequested, CouponProcessed,
     FailureReason, OrderCommand, OrderLine, PaymentRefunded, PricedItem,
 };
+use testkit::clients::BalanceClient;
 use testkit::service::{Setup, TestApp, outbox_events, publish, service_settings};
 use testkit::{TestAmqp, TestDb, eventually_async, init_tracing};
 
@@ -141,7 +142,7 @@ async fn bad_charges_are_refused_naming_the_field() {
         (422, Some("page"))
     );
     assert_eq!(
-        s.app.get("/balances/7").await.1["balance"],
+        BalanceClient::new(&s.app).balance(7).await,
         "0.00",
         "nothing was charged"
     );
@@ -151,9 +152,8 @@ async fn bad_charges_are_refused_naming_the_field() {
 #[tokio::test]
 async fn a_covered_payment_is_deducted_once_and_reported() {
     let s = start().await;
-    s.app
-        .post("/balances/3/charge", &json!({"amount": "150.00"}))
-        .await;
+    let balances = BalanceClient::new(&s.app);
+    balances.charge(3, "150.00").await;
     let event = coupon_processed(41, 3, "100.00");
     publish(&s.amqp, &event, CouponProcessed::ROUTING_KEY).await;
     publish(&s.amqp, &event, CouponProcessed::ROUTING_KEY).await; // redelivered
@@ -180,16 +180,15 @@ async fn a_covered_payment_is_deducted_once_and_reported() {
     )
     .await;
     assert_eq!(outbox_events(&s.db).await.len(), 1);
-    assert_eq!(s.app.get("/balances/3").await.1["balance"], "50.00");
+    assert_eq!(balances.balance(3).await, "50.00");
     s.app.stop().await;
 }
 
 #[tokio::test]
 async fn an_uncovered_payment_fails_the_step_and_changes_nothing() {
     let s = start().await;
-    s.app
-        .post("/balances/4/charge", &json!({"amount": "10.00"}))
-        .await;
+    let balances = BalanceClient::new(&s.app);
+    balances.charge(4, "10.00").await;
     publish(
         &s.amqp,
         &coupon_processed(42, 4, "100.00"),
@@ -200,16 +199,15 @@ async fn an_uncovered_payment_fails_the_step_and_changes_nothing() {
     assert_eq!(events[0].event_type, BalanceProcessingFailed::TYPE);
     let failed: BalanceProcessingFailed = events[0].decode().unwrap();
     assert_eq!(failed.reason.code, "insufficient_balance");
-    assert_eq!(s.app.get("/balances/4").await.1["balance"], "10.00");
+    assert_eq!(balances.balance(4).await, "10.00");
     s.app.stop().await;
 }
 
 #[tokio::test]
 async fn a_cancelled_order_is_refunded_exactly_what_it_paid_once() {
     let s = start().await;
-    s.app
-        .post("/balances/5/charge", &json!({"amount": "100.00"}))
-        .await;
+    let balances = BalanceClient::new(&s.app);
+    balances.charge(5, "100.00").await;
     publish(
         &s.amqp,
         &coupon_processed(43, 5, "70.00"),
@@ -217,7 +215,7 @@ async fn a_cancelled_order_is_refunded_exactly_what_it_paid_once() {
     )
     .await;
     wait_for_events(&s.db, 1).await;
-    assert_eq!(s.app.get("/balances/5").await.1["balance"], "30.00");
+    assert_eq!(balances.balance(5).await, "30.00");
 
     let request = BalanceRestorationRequested {
         command: command(43, 5),
@@ -256,7 +254,7 @@ async fn a_cancelled_order_is_refunded_exactly_what_it_paid_once() {
         2,
         "the second request refunds nothing"
     );
-    assert_eq!(s.app.get("/balances/5").await.1["balance"], "100.00");
+    assert_eq!(balances.balance(5).await, "100.00");
     let (_, history) = s.app.get("/balances/5/history").await;
     let kinds: Vec<&str> = history["entries"]
         .as_array()

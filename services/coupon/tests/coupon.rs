@@ -22,7 +22,7 @@ use diesel_async::RunQueryDsl;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use shared::envelope::Envelope;
-use testkit::service::{Setup, TestApp, outbox_events};
+use testkit::service::{Setup, outbox_events};
 use testkit::{TestDb, eventually_async};
 
 async fn start() -> Setup {
@@ -46,25 +46,6 @@ fn coupon_body(discount_type: &str, value: &str, total_quantity: i64) -> Value {
         "discount_value": value,
         "total_quantity": total_quantity,
     })
-}
-
-/// Creates a coupon; returns its id.
-async fn create_coupon(app: &TestApp, body: &Value) -> i64 {
-    let (status, coupon) = app.post("/coupons", body).await;
-    assert_eq!(status, 201, "{coupon}");
-    coupon["coupon_id"].as_i64().unwrap()
-}
-
-/// Issues `coupon_id` to `user_id`; returns the user coupon's id.
-async fn issue(app: &TestApp, coupon_id: i64, user_id: i64) -> i64 {
-    let (status, issued) = app
-        .post(
-            &format!("/coupons/{coupon_id}/issue"),
-            &json!({ "user_id": user_id }),
-        )
-        .await;
-    assert_eq!(status, 201, "{issued}");
-    issued["user_coupon_id"].as_i64().unwrap()
 }
 
 /// Runs one statement on the service's database behind its back.

@@ -14,6 +14,7 @@ use shared::events::{
     BalanceRestorationRequested, FailureReason, OrderCancelled, OrderCommand, OrderLine,
     OrderProcessingStarted, StockRestored,
 };
+use testkit::clients::OrderClient;
 use testkit::effects::count;
 use testkit::service::{Setup, TestApp, outbox_events, publish};
 use testkit::{TestAmqp, TestDb, eventually_async};
@@ -30,13 +31,7 @@ async fn start() -> (TestDb, TestAmqp, TestApp) {
 
 /// Places an order of user 3 and moves it to `status` with 25.00 paid, as its saga would.
 async fn order_in(db: &TestDb, app: &TestApp, status: &str) -> i64 {
-    let (_, accepted) = app
-        .post(
-            "/orders",
-            &json!({"user_id": 3, "items": [line(json!(1), json!(2))]}),
-        )
-        .await;
-    let id = accepted["order_id"].as_i64().unwrap();
+    let id = OrderClient::new(app).place(3, &[(1, 2)], None).await;
     let mut conn = db.connect().await;
     diesel::sql_query(format!(
         "UPDATE orders SET status = '{status}', total_amount = 25, discount_amount = 0, \
@@ -167,12 +162,9 @@ async fn an_accepted_order_is_pending_and_starts_its_saga() {
 #[tokio::test]
 async fn orders_are_listed_newest_first_in_pages_and_unknown_ids_are_404() {
     let (_db, _amqp, app) = start().await;
+    let orders = OrderClient::new(&app);
     for _ in 0..3 {
-        app.post(
-            "/orders",
-            &json!({"user_id": 4, "items": [line(json!(1), json!(1))]}),
-        )
-        .await;
+        orders.place(4, &[(1, 1)], None).await;
     }
     let (status, first) = app.get("/orders?user_id=4&page_size=2").await;
     assert_eq!(status, 200);

@@ -19,6 +19,7 @@ use shared::events::{
     CouponFailed, CouponRestored, FailureReason, OrderCommand, OrderLine, OrderProcessingStarted,
     PricedItem, StockFailed, StockProcessed, StockRestored,
 };
+use testkit::clients::ProductClient;
 use testkit::effects::count;
 use testkit::service::{Setup, TestApp, outbox_events, publish};
 use testkit::{TestDb, eventually_async};
@@ -57,24 +58,6 @@ fn started(order_id: i64, lines: &[(i64, i32)]) -> Envelope {
         command: command(order_id, lines),
     };
     Envelope::new(&event, Some(order_id)).unwrap()
-}
-
-/// Creates a product; returns its id.
-async fn create(app: &TestApp, name: &str, price: &str, stock: i64) -> i64 {
-    let (status, body) = app
-        .post(
-            "/products",
-            &json!({"name": name, "price": price, "stock": stock}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
-    body["product_id"].as_i64().unwrap()
-}
-
-async fn stock_of(app: &TestApp, id: i64) -> i64 {
-    let (status, body) = app.get(&format!("/products/{id}")).await;
-    assert_eq!(status, 200, "{body}");
-    body["stock"].as_i64().unwrap()
 }
 
 async fn wait_for_events(db: &TestDb, count: usize) -> Vec<Envelope> {

@@ -1,8 +1,9 @@
 //! Coupons over HTTP: creation and its rules, issue and its refusals, what a user holds.
 
 use serde_json::{Value, json};
+use testkit::clients::CouponClient;
 
-use super::{coupon_body, create_coupon, execute, expire, issue, start};
+use super::{coupon_body, execute, expire, start};
 
 /// Asserts that `answer` is an error with `status` whose `key` (`code` or `field`) is `value`.
 fn assert_error(answer: (u16, Value), status: u16, key: &str, value: &str) {
@@ -153,7 +154,10 @@ async fn bad_coupons_are_refused_naming_the_field() {
 #[tokio::test]
 async fn issuing_gives_one_coupon_per_user_until_sold_out() {
     let s = start().await;
-    let id = create_coupon(&s.app, &coupon_body("FIXED", "5.00", 2)).await;
+    let coupons = CouponClient::new(&s.app);
+    let id = coupons
+        .create_coupon(&coupon_body("FIXED", "5.00", 2))
+        .await;
     let path = format!("/coupons/{id}/issue");
     let (status, issued) = s.app.post(&path, &json!({"user_id": 7})).await;
     assert_eq!(status, 201, "{issued}");
@@ -179,7 +183,7 @@ async fn issuing_gives_one_coupon_per_user_until_sold_out() {
     );
     assert_eq!(issued_quantity().await, 1);
 
-    issue(&s.app, id, 8).await;
+    coupons.issue(id, 8).await;
     assert_eq!(issued_quantity().await, 2);
     assert_error(
         s.app.post(&path, &json!({"user_id": 9})).await,
@@ -220,10 +224,11 @@ async fn issuing_gives_one_coupon_per_user_until_sold_out() {
 #[tokio::test]
 async fn an_expired_coupon_is_not_issued() {
     let s = start().await;
+    let coupons = CouponClient::new(&s.app);
     let mut body = coupon_body("FIXED", "5.00", 10);
     body["expires_at"] = json!((chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339());
-    let id = create_coupon(&s.app, &body).await;
-    issue(&s.app, id, 1).await;
+    let id = coupons.create_coupon(&body).await;
+    coupons.issue(id, 1).await;
     expire(&s.db, id).await;
     let path = format!("/coupons/{id}/issue");
     assert_error(
@@ -256,13 +261,16 @@ async fn an_expired_coupon_is_not_issued() {
 #[tokio::test]
 async fn a_user_sees_each_coupon_and_the_list_of_them() {
     let s = start().await;
-    let fixed = create_coupon(&s.app, &coupon_body("FIXED", "5.00", 10)).await;
+    let coupons = CouponClient::new(&s.app);
+    let fixed = coupons
+        .create_coupon(&coupon_body("FIXED", "5.00", 10))
+        .await;
     let mut body = coupon_body("PERCENT", "15", 10);
     body["expires_at"] = json!("2099-01-01T00:00:00Z");
-    let percent = create_coupon(&s.app, &body).await;
-    let first = issue(&s.app, fixed, 5).await;
-    let second = issue(&s.app, percent, 5).await;
-    issue(&s.app, fixed, 6).await;
+    let percent = coupons.create_coupon(&body).await;
+    let first = coupons.issue(fixed, 5).await;
+    let second = coupons.issue(percent, 5).await;
+    coupons.issue(fixed, 6).await;
 
     let expected_first = json!({
         "user_coupon_id": first,
@@ -328,12 +336,15 @@ async fn a_user_sees_each_coupon_and_the_list_of_them() {
 #[tokio::test]
 async fn a_nul_in_any_text_field_is_a_422_naming_it_and_unknown_paths_answer_json() {
     let s = start().await;
+    let coupons = CouponClient::new(&s.app);
     for field in ["name", "discount_type", "discount_value"] {
         let mut body = coupon_body("FIXED", "10.00", 5);
         body[field] = json!("1\u{0}0");
         s.app.assert_refused("/coupons", &body, field).await;
     }
-    let id = create_coupon(&s.app, &coupon_body("FIXED", "10.00", 5)).await;
+    let id = coupons
+        .create_coupon(&coupon_body("FIXED", "10.00", 5))
+        .await;
     s.app
         .assert_refused(
             &format!("/coupons/{id}/issue"),

@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 
 use serde_json::json;
+use testkit::clients::CouponClient;
 use testkit::service::TestApp;
 use tokio::task::JoinSet;
 
-use super::{coupon_body, create_coupon, start};
+use super::{coupon_body, start};
 
 /// Sends every issue request at once (one per entry of `user_ids`); returns how many got each
 /// answer, keyed by status and error code (`"201"`, `"409 sold_out"`, ...).
@@ -41,7 +42,10 @@ async fn issue_all(app: &TestApp, coupon_id: i64, user_ids: Vec<i64>) -> HashMap
 #[tokio::test]
 async fn thirty_users_racing_for_ten_coupons_get_exactly_ten() {
     let s = start().await;
-    let id = create_coupon(&s.app, &coupon_body("FIXED", "5.00", 10)).await;
+    let coupons = CouponClient::new(&s.app);
+    let id = coupons
+        .create_coupon(&coupon_body("FIXED", "5.00", 10))
+        .await;
     let answers = issue_all(&s.app, id, (1..=30).collect()).await;
     assert_eq!(
         answers,
@@ -59,7 +63,10 @@ async fn thirty_users_racing_for_ten_coupons_get_exactly_ten() {
 #[tokio::test]
 async fn one_user_racing_ten_times_gets_one_coupon() {
     let s = start().await;
-    let id = create_coupon(&s.app, &coupon_body("FIXED", "5.00", 100)).await;
+    let coupons = CouponClient::new(&s.app);
+    let id = coupons
+        .create_coupon(&coupon_body("FIXED", "5.00", 100))
+        .await;
     let answers = issue_all(&s.app, id, vec![7; 10]).await;
     assert_eq!(
         answers,

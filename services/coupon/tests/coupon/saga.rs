@@ -7,11 +7,10 @@ use shared::events::{
     BalanceProcessingFailed, CouponFailed, CouponProcessed, CouponRestored, FailureReason,
     OrderCommand, OrderLine, PaymentRefunded, PricedItem, StockProcessed,
 };
+use testkit::clients::CouponClient;
 use testkit::service::{outbox_events, publish};
 
-use super::{
-    Setup, coupon_body, create_coupon, expire, issue, money, reply_to, start, wait_handled,
-};
+use super::{Setup, coupon_body, expire, money, reply_to, start, wait_handled};
 
 fn command(order_id: i64, user_id: i64, user_coupon_id: Option<i64>) -> OrderCommand {
     OrderCommand {
@@ -71,8 +70,11 @@ async fn step<E: SagaEvent>(s: &Setup, event: &Envelope) -> Envelope {
 
 /// Uses a new FIXED 5.00 coupon of `user_id` for `order_id`; returns the user coupon.
 async fn used_coupon(s: &Setup, user_id: i64, order_id: i64) -> i64 {
-    let coupon = create_coupon(&s.app, &coupon_body("FIXED", "5.00", 10)).await;
-    let held = issue(&s.app, coupon, user_id).await;
+    let coupons = CouponClient::new(&s.app);
+    let coupon = coupons
+        .create_coupon(&coupon_body("FIXED", "5.00", 10))
+        .await;
+    let held = coupons.issue(coupon, user_id).await;
     let event = stock_processed(order_id, user_id, Some(held), "120.00");
     let reply = step::<StockProcessed>(s, &event).await;
     assert_eq!(
@@ -86,8 +88,7 @@ async fn used_coupon(s: &Setup, user_id: i64, order_id: i64) -> i64 {
 
 /// The user coupon's status and order.
 async fn state(s: &Setup, user_coupon_id: i64) -> (Value, Value) {
-    let (status, held) = s.app.get(&format!("/user-coupons/{user_coupon_id}")).await;
-    assert_eq!(status, 200, "{held}");
+    let held = CouponClient::new(&s.app).user_coupon(user_coupon_id).await;
     (held["status"].clone(), held["order_id"].clone())
 }
 
@@ -134,15 +135,20 @@ async fn an_order_without_coupon_passes_through() {
 #[tokio::test]
 async fn a_fixed_discount_is_used_once_and_capped_at_the_total() {
     let s = start().await;
-    let fifty = create_coupon(&s.app, &coupon_body("FIXED", "50.00", 10)).await;
-    let held = issue(&s.app, fifty, 3).await;
+    let coupons = CouponClient::new(&s.app);
+    let fifty = coupons
+        .create_coupon(&coupon_body("FIXED", "50.00", 10))
+        .await;
+    let held = coupons.issue(fifty, 3).await;
     let event = stock_processed(11, 3, Some(held), "120.00");
     let reply = step::<StockProcessed>(&s, &event).await;
     assert_eq!(amounts(&reply), (&json!("50.00"), &json!("70.00")));
     assert_eq!(state(&s, held).await, (json!("USED"), json!(11)));
 
-    let five_hundred = create_coupon(&s.app, &coupon_body("FIXED", "500", 10)).await;
-    let other = issue(&s.app, five_hundred, 3).await;
+    let five_hundred = coupons
+        .create_coupon(&coupon_body("FIXED", "500", 10))
+        .await;
+    let other = coupons.issue(five_hundred, 3).await;
     let reply = step::<StockProcessed>(&s, &stock_processed(12, 3, Some(other), "120.00")).await;
     assert_eq!(amounts(&reply), (&json!("120.00"), &json!("0.00")));
 
@@ -163,16 +169,21 @@ async fn a_fixed_discount_is_used_once_and_capped_at_the_total() {
 #[tokio::test]
 async fn a_percent_discount_rounds_half_away_from_zero() {
     let s = start().await;
-    let fifteen = create_coupon(&s.app, &coupon_body("PERCENT", "15", 10)).await;
-    let held = issue(&s.app, fifteen, 3).await;
+    let coupons = CouponClient::new(&s.app);
+    let fifteen = coupons
+        .create_coupon(&coupon_body("PERCENT", "15", 10))
+        .await;
+    let held = coupons.issue(fifteen, 3).await;
     // 14.9985 is 15.00.
     let reply = step::<StockProcessed>(&s, &stock_processed(21, 3, Some(held), "99.99")).await;
     assert_eq!(amounts(&reply), (&json!("15.00"), &json!("84.99")));
     assert_eq!(state(&s, held).await, (json!("USED"), json!(21)));
 
     // 0.025 is 0.03, where banker's rounding would say 0.02.
-    let ten = create_coupon(&s.app, &coupon_body("PERCENT", "10", 10)).await;
-    let held = issue(&s.app, ten, 3).await;
+    let ten = coupons
+        .create_coupon(&coupon_body("PERCENT", "10", 10))
+        .await;
+    let held = coupons.issue(ten, 3).await;
     let reply = step::<StockProcessed>(&s, &stock_processed(22, 3, Some(held), "0.25")).await;
     assert_eq!(amounts(&reply), (&json!("0.03"), &json!("0.22")));
     s.app.stop().await;
@@ -181,8 +192,11 @@ async fn a_percent_discount_rounds_half_away_from_zero() {
 #[tokio::test]
 async fn a_coupon_the_order_may_not_use_fails_the_step_and_changes_nothing() {
     let s = start().await;
-    let coupon = create_coupon(&s.app, &coupon_body("FIXED", "5.00", 10)).await;
-    let held = issue(&s.app, coupon, 3).await;
+    let coupons = CouponClient::new(&s.app);
+    let coupon = coupons
+        .create_coupon(&coupon_body("FIXED", "5.00", 10))
+        .await;
+    let held = coupons.issue(coupon, 3).await;
 
     let reply = step::<StockProcessed>(&s, &stock_processed(31, 4, Some(held), "120.00")).await;
     assert_eq!(failure_code(&reply), "coupon_not_owned");
@@ -201,8 +215,8 @@ async fn a_coupon_the_order_may_not_use_fails_the_step_and_changes_nothing() {
 
     let mut body = coupon_body("FIXED", "5.00", 10);
     body["expires_at"] = json!((chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339());
-    let expiring = create_coupon(&s.app, &body).await;
-    let held = issue(&s.app, expiring, 3).await;
+    let expiring = coupons.create_coupon(&body).await;
+    let held = coupons.issue(expiring, 3).await;
     expire(&s.db, expiring).await;
     let reply = step::<StockProcessed>(&s, &stock_processed(34, 3, Some(held), "120.00")).await;
     assert_eq!(failure_code(&reply), "coupon_expired");

@@ -5,6 +5,7 @@ use super::*;
 #[tokio::test]
 async fn products_are_created_read_and_listed_by_page() {
     let s = start().await;
+    let products = ProductClient::new(&s.app);
     let (status, created) = s
         .app
         .post(
@@ -17,8 +18,8 @@ async fn products_are_created_read_and_listed_by_page() {
     let expected = json!({"product_id": id, "name": "Laptop", "price": "1200.00", "stock": 7});
     assert_eq!(created, expected);
     assert_eq!(s.app.get(&format!("/products/{id}")).await, (200, expected));
-    let second = create(&s.app, "Mouse", "19.9", 0).await;
-    let third = create(&s.app, &"é".repeat(200), "0", 1).await;
+    let second = products.create_product("Mouse", "19.9", 0).await;
+    let third = products.create_product(&"é".repeat(200), "0", 1).await;
     assert_eq!(
         s.app.get(&format!("/products/{second}")).await.1["price"],
         "19.90"
@@ -50,7 +51,8 @@ async fn products_are_created_read_and_listed_by_page() {
 #[tokio::test]
 async fn stock_is_adjusted_but_never_below_zero() {
     let s = start().await;
-    let id = create(&s.app, "Chair", "45.00", 5).await;
+    let products = ProductClient::new(&s.app);
+    let id = products.create_product("Chair", "45.00", 5).await;
     let path = format!("/products/{id}/stock");
     let (status, body) = s.app.post(&path, &json!({"delta": 10})).await;
     assert_eq!((status, &body["stock"]), (200, &json!(15)), "{body}");
@@ -62,14 +64,16 @@ async fn stock_is_adjusted_but_never_below_zero() {
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["error"]["code"], "insufficient_stock");
     assert_eq!(
-        stock_of(&s.app, id).await,
+        products.stock(id).await,
         3,
         "a refused adjustment changes nothing"
     );
     let (status, body) = s.app.post(&path, &json!({"delta": -3})).await;
     assert_eq!((status, &body["stock"]), (200, &json!(0)), "{body}");
 
-    let full = create(&s.app, "Screw", "0.01", 1_000_000_000).await;
+    let full = products
+        .create_product("Screw", "0.01", 1_000_000_000)
+        .await;
     let (status, body) = s
         .app
         .post(&format!("/products/{full}/stock"), &json!({"delta": 1}))
@@ -78,7 +82,7 @@ async fn stock_is_adjusted_but_never_below_zero() {
         (status, &body["error"]["code"]),
         (409, &json!("stock_limit"))
     );
-    assert_eq!(stock_of(&s.app, full).await, 1_000_000_000);
+    assert_eq!(products.stock(full).await, 1_000_000_000);
 
     let recorded = format!("kind = 'ADJUST' AND order_id IS NULL AND product_id = {id}");
     assert_eq!(
@@ -118,12 +122,10 @@ fn assert_refused(what: &str, (status, body): (u16, Value), expected: u16, field
     }
 }
 
-#[tokio::test]
-async fn bad_requests_are_refused_naming_the_field() {
-    let s = start().await;
-    let id = create(&s.app, "Lamp", "10.00", 2).await;
+/// Product bodies that break one rule each, with the status and the field named.
+fn bad_products() -> Vec<(Value, u16, &'static str)> {
     let long = "x".repeat(201);
-    for (body, status, field) in [
+    vec![
         (json!({"name": "", "price": "1", "stock": 1}), 422, "name"),
         (
             json!({"name": "   ", "price": "1", "stock": 1}),
@@ -172,10 +174,11 @@ async fn bad_requests_are_refused_naming_the_field() {
             400,
             "x",
         ),
-    ] {
-        let got = s.app.post("/products", &body).await;
-        assert_refused(&body.to_string(), got, status, field);
-    }
+    ]
+}
+
+/// Every bad adjustment of product `id`'s stock is refused naming `delta`.
+async fn refuses_bad_adjustments(app: &TestApp, id: i64) {
     let path = format!("/products/{id}/stock");
     for (body, status) in [
         (json!({"delta": 0}), 422),
@@ -184,13 +187,16 @@ async fn bad_requests_are_refused_naming_the_field() {
         (json!({"delta": 1.5}), 400),
         (json!({}), 400),
     ] {
-        let got = s.app.post(&path, &body).await;
+        let got = app.post(&path, &body).await;
         assert_refused(&body.to_string(), got, status, "delta");
     }
-    let response = s
-        .app
+}
+
+/// Malformed JSON, unknown and malformed ids, and bad pages.
+async fn refuses_bad_paths_and_bodies(app: &TestApp) {
+    let response = app
         .client
-        .post(s.app.url("/products"))
+        .post(app.url("/products"))
         .header("content-type", "application/json")
         .body(r#"{"name": "a", "price""#)
         .send()
@@ -198,28 +204,37 @@ async fn bad_requests_are_refused_naming_the_field() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 400, "malformed JSON");
 
-    let (status, body) = s.app.get("/products/999").await;
+    let (status, body) = app.get("/products/999").await;
     assert_eq!((status, &body["error"]["code"]), (404, &json!("not_found")));
-    let (status, _) = s
-        .app
-        .post("/products/999/stock", &json!({"delta": 1}))
-        .await;
+    let (status, _) = app.post("/products/999/stock", &json!({"delta": 1})).await;
     assert_eq!(status, 404);
-    assert_eq!(s.app.get("/products/abc").await.0, 400);
+    assert_eq!(app.get("/products/abc").await.0, 400);
     assert_eq!(
-        s.app
-            .post("/products/abc/stock", &json!({"delta": 1}))
+        app.post("/products/abc/stock", &json!({"delta": 1}))
             .await
             .0,
         400
     );
-    assert_refused("page 0", s.app.get("/products?page=0").await, 422, "page");
+    assert_refused("page 0", app.get("/products?page=0").await, 422, "page");
     assert_refused(
         "page_size 101",
-        s.app.get("/products?page_size=101").await,
+        app.get("/products?page_size=101").await,
         422,
         "page_size",
     );
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_naming_the_field() {
+    let s = start().await;
+    let products = ProductClient::new(&s.app);
+    let id = products.create_product("Lamp", "10.00", 2).await;
+    for (body, status, field) in bad_products() {
+        let got = s.app.post("/products", &body).await;
+        assert_refused(&body.to_string(), got, status, field);
+    }
+    refuses_bad_adjustments(&s.app, id).await;
+    refuses_bad_paths_and_bodies(&s.app).await;
 
     let (_, page) = s.app.get("/products").await;
     assert_eq!(
@@ -227,18 +242,19 @@ async fn bad_requests_are_refused_naming_the_field() {
         1,
         "nothing created"
     );
-    assert_eq!(stock_of(&s.app, id).await, 2, "nothing adjusted");
+    assert_eq!(products.stock(id).await, 2, "nothing adjusted");
     s.app.stop().await;
 }
 
 #[tokio::test]
 async fn a_nul_in_any_text_field_is_a_422_naming_it_and_unknown_paths_answer_json() {
     let s = start().await;
+    let products = ProductClient::new(&s.app);
     let body = json!({"name": "a\u{0}b", "price": 1, "stock": 1});
     s.app.assert_refused("/products", &body, "name").await;
     let body = json!({"name": "ok", "price": "1\u{0}", "stock": 1});
     s.app.assert_refused("/products", &body, "price").await;
-    let id = create(&s.app, "Lamp", "5", 1).await;
+    let id = products.create_product("Lamp", "5", 1).await;
     s.app
         .assert_refused(
             &format!("/products/{id}/stock"),

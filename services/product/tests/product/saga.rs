@@ -5,8 +5,9 @@ use super::*;
 #[tokio::test]
 async fn a_reservation_takes_the_stock_and_prices_the_items() {
     let s = start().await;
-    let laptop = create(&s.app, "Laptop", "600.10", 5).await;
-    let cable = create(&s.app, "Cable", "0.99", 3).await;
+    let products = ProductClient::new(&s.app);
+    let laptop = products.create_product("Laptop", "600.10", 5).await;
+    let cable = products.create_product("Cable", "0.99", 3).await;
     let event = started(21, &[(laptop, 2), (cable, 1)]);
     publish(&s.amqp, &event, OrderProcessingStarted::ROUTING_KEY).await;
     let events = wait_for_events(&s.db, 1).await;
@@ -32,8 +33,8 @@ async fn a_reservation_takes_the_stock_and_prices_the_items() {
     );
     assert_eq!(processed.total_amount.to_string(), "1201.19");
 
-    assert_eq!(stock_of(&s.app, laptop).await, 3);
-    assert_eq!(stock_of(&s.app, cable).await, 2);
+    assert_eq!(products.stock(laptop).await, 3);
+    assert_eq!(products.stock(cable).await, 2);
     let reserve = "kind = 'RESERVE' AND order_id = 21";
     assert_eq!(movements(&s.db, reserve).await, 2);
     let laptop_row =
@@ -48,8 +49,9 @@ async fn a_reservation_takes_the_stock_and_prices_the_items() {
 #[tokio::test]
 async fn a_short_item_fails_the_whole_order() {
     let s = start().await;
-    let plenty = create(&s.app, "Pen", "1.00", 5).await;
-    let scarce = create(&s.app, "Ink", "3.00", 1).await;
+    let products = ProductClient::new(&s.app);
+    let plenty = products.create_product("Pen", "1.00", 5).await;
+    let scarce = products.create_product("Ink", "3.00", 1).await;
     publish(
         &s.amqp,
         &started(22, &[(plenty, 2), (scarce, 2)]),
@@ -66,8 +68,8 @@ async fn a_short_item_fails_the_whole_order() {
         failed.reason.message
     );
     assert_eq!(failed.command.order_id, 22);
-    assert_eq!(stock_of(&s.app, plenty).await, 5, "all or nothing");
-    assert_eq!(stock_of(&s.app, scarce).await, 1);
+    assert_eq!(products.stock(plenty).await, 5, "all or nothing");
+    assert_eq!(products.stock(scarce).await, 1);
     assert_eq!(movements(&s.db, "true").await, 0);
     s.app.stop().await;
 }
@@ -75,7 +77,8 @@ async fn a_short_item_fails_the_whole_order() {
 #[tokio::test]
 async fn an_unknown_product_fails_the_order() {
     let s = start().await;
-    let known = create(&s.app, "Cup", "2.50", 4).await;
+    let products = ProductClient::new(&s.app);
+    let known = products.create_product("Cup", "2.50", 4).await;
     publish(
         &s.amqp,
         &started(23, &[(known, 1), (999, 1)]),
@@ -87,7 +90,7 @@ async fn an_unknown_product_fails_the_order() {
     let failed: StockFailed = events[0].decode().unwrap();
     assert_eq!(failed.reason.code, "product_not_found");
     assert!(failed.reason.message.contains("999"), "{:?}", failed.reason);
-    assert_eq!(stock_of(&s.app, known).await, 4);
+    assert_eq!(products.stock(known).await, 4);
     assert_eq!(movements(&s.db, "true").await, 0);
     s.app.stop().await;
 }
@@ -95,7 +98,8 @@ async fn an_unknown_product_fails_the_order() {
 #[tokio::test]
 async fn an_order_is_reserved_once_whatever_arrives_twice() {
     let s = start().await;
-    let id = create(&s.app, "Book", "12.00", 10).await;
+    let products = ProductClient::new(&s.app);
+    let id = products.create_product("Book", "12.00", 10).await;
     let event = started(24, &[(id, 3)]);
     publish(&s.amqp, &event, OrderProcessingStarted::ROUTING_KEY).await;
     publish(&s.amqp, &event, OrderProcessingStarted::ROUTING_KEY).await; // redelivered
@@ -110,7 +114,7 @@ async fn an_order_is_reserved_once_whatever_arrives_twice() {
     let events = outbox_events(&s.db).await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].event_type, StockProcessed::TYPE);
-    assert_eq!(stock_of(&s.app, id).await, 7);
+    assert_eq!(products.stock(id).await, 7);
     assert_eq!(movements(&s.db, "kind = 'RESERVE'").await, 1);
     s.app.stop().await;
 }
@@ -133,8 +137,9 @@ fn coupon_failed(order_id: i64, lines: &[(i64, i32)]) -> Envelope {
 #[tokio::test]
 async fn a_failed_coupon_gives_back_exactly_the_reservation_once() {
     let s = start().await;
-    let a = create(&s.app, "Desk", "150.00", 5).await;
-    let b = create(&s.app, "Shelf", "40.00", 4).await;
+    let products = ProductClient::new(&s.app);
+    let a = products.create_product("Desk", "150.00", 5).await;
+    let b = products.create_product("Shelf", "40.00", 4).await;
     let lines = [(b, 1), (a, 2)];
     publish(
         &s.amqp,
@@ -143,14 +148,9 @@ async fn a_failed_coupon_gives_back_exactly_the_reservation_once() {
     )
     .await;
     wait_for_events(&s.db, 1).await;
-    assert_eq!(
-        (stock_of(&s.app, a).await, stock_of(&s.app, b).await),
-        (3, 3)
-    );
+    assert_eq!((products.stock(a).await, products.stock(b).await), (3, 3));
     // Stock moved by someone else meanwhile is not the order's to give back.
-    s.app
-        .post(&format!("/products/{a}/stock"), &json!({"delta": -1}))
-        .await;
+    assert_eq!(products.adjust_stock(a, -1).await, 2);
 
     let failure = coupon_failed(31, &lines);
     publish(&s.amqp, &failure, CouponFailed::ROUTING_KEY).await;
@@ -163,10 +163,7 @@ async fn a_failed_coupon_gives_back_exactly_the_reservation_once() {
         restored.reason,
         FailureReason::new("coupon_expired", "coupon 5 expired")
     );
-    assert_eq!(
-        (stock_of(&s.app, a).await, stock_of(&s.app, b).await),
-        (4, 4)
-    );
+    assert_eq!((products.stock(a).await, products.stock(b).await), (4, 4));
     let restore = "kind = 'RESTORE' AND order_id = 31";
     assert_eq!(
         movements(
@@ -193,17 +190,15 @@ async fn a_failed_coupon_gives_back_exactly_the_reservation_once() {
     wait_for_inbox(&s.db, 3).await;
     assert_eq!(outbox_events(&s.db).await.len(), 2, "restored once");
     assert_eq!(movements(&s.db, restore).await, 2);
-    assert_eq!(
-        (stock_of(&s.app, a).await, stock_of(&s.app, b).await),
-        (4, 4)
-    );
+    assert_eq!((products.stock(a).await, products.stock(b).await), (4, 4));
     s.app.stop().await;
 }
 
 #[tokio::test]
 async fn restoring_an_order_that_reserved_nothing_still_ends_the_saga() {
     let s = start().await;
-    let id = create(&s.app, "Rug", "80.00", 2).await;
+    let products = ProductClient::new(&s.app);
+    let id = products.create_product("Rug", "80.00", 2).await;
     publish(
         &s.amqp,
         &coupon_failed(32, &[(id, 1)]),
@@ -212,7 +207,7 @@ async fn restoring_an_order_that_reserved_nothing_still_ends_the_saga() {
     .await;
     let events = wait_for_events(&s.db, 1).await;
     assert_eq!(events[0].event_type, StockRestored::TYPE);
-    assert_eq!(stock_of(&s.app, id).await, 2, "nothing to give back");
+    assert_eq!(products.stock(id).await, 2, "nothing to give back");
     assert_eq!(movements(&s.db, "true").await, 0);
     s.app.stop().await;
 }
@@ -220,7 +215,8 @@ async fn restoring_an_order_that_reserved_nothing_still_ends_the_saga() {
 #[tokio::test]
 async fn concurrent_orders_never_oversell() {
     let s = start().await;
-    let id = create(&s.app, "Console", "499.99", 5).await;
+    let products = ProductClient::new(&s.app);
+    let id = products.create_product("Console", "499.99", 5).await;
     for order_id in 100..120 {
         publish(
             &s.amqp,
@@ -233,7 +229,7 @@ async fn concurrent_orders_never_oversell() {
     let of_type = |name: &str| events.iter().filter(|e| e.event_type == name).count();
     assert_eq!(of_type(StockProcessed::TYPE), 5);
     assert_eq!(of_type(StockFailed::TYPE), 15);
-    assert_eq!(stock_of(&s.app, id).await, 0);
+    assert_eq!(products.stock(id).await, 0);
     assert_eq!(movements(&s.db, "kind = 'RESERVE'").await, 5);
     for failed in events.iter().filter(|e| e.event_type == StockFailed::TYPE) {
         let failed: StockFailed = failed.decode().unwrap();
