@@ -14,6 +14,10 @@ use clap::{Args, FromArgMatches};
 
 use crate::db::redact;
 
+mod postgres;
+
+pub use postgres::{DatabaseSettings, PgServer, PoolSettings};
+
 /// Parses a duration as every option and variable takes it: `500ms`, `30s`, `5m`, `2h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim())
@@ -73,198 +77,6 @@ where
             .parse()
             .map_err(|err| anyhow::anyhow!("{name}={value:?}: {err}")),
         _ => Ok(default),
-    }
-}
-
-/// The PostgreSQL server the service databases live on, named once so that the database URLs of
-/// every service derive from it instead of repeating credentials. Either a base URL, or the
-/// standard libpq variables.
-#[derive(Clone, Args)]
-pub struct PgServer {
-    /// Base URL of the server, without a database name (`postgres://user:password@host:5432`,
-    /// query parameters allowed); each service appends its database. Overrides the `PG*`
-    /// options.
-    #[arg(
-        id = "database_base_url",
-        long = "database-base-url",
-        env = "DATABASE_BASE_URL",
-        hide_env_values = true
-    )]
-    pub base_url: Option<String>,
-    /// Server host (a path for a Unix socket directory).
-    #[arg(
-        id = "pg_host",
-        long = "pg-host",
-        env = "PGHOST",
-        default_value = "127.0.0.1"
-    )]
-    pub host: String,
-    /// Server port.
-    #[arg(
-        id = "pg_port",
-        long = "pg-port",
-        env = "PGPORT",
-        default_value_t = 5432
-    )]
-    pub port: u16,
-    /// Role to connect as.
-    #[arg(
-        id = "pg_user",
-        long = "pg-user",
-        env = "PGUSER",
-        default_value = "postgres"
-    )]
-    pub user: String,
-    /// Password of the role (none by default).
-    #[arg(
-        id = "pg_password",
-        long = "pg-password",
-        env = "PGPASSWORD",
-        hide_env_values = true
-    )]
-    pub password: Option<String>,
-    /// libpq `sslmode` (`disable`, `prefer`); passed on in every URL.
-    #[arg(
-        id = "pg_sslmode",
-        value_name = "MODE",
-        long = "pg-sslmode",
-        env = "PGSSLMODE"
-    )]
-    pub sslmode: Option<String>,
-}
-
-impl std::fmt::Debug for PgServer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgServer")
-            .field("url", &redact(&self.database_url("")))
-            .finish()
-    }
-}
-
-impl Default for PgServer {
-    fn default() -> Self {
-        Self {
-            base_url: None,
-            host: "127.0.0.1".into(),
-            port: 5432,
-            user: "postgres".into(),
-            password: None,
-            sslmode: None,
-        }
-    }
-}
-
-impl PgServer {
-    /// The URL of `database` on this server.
-    pub fn database_url(&self, database: &str) -> String {
-        if let Some(base) = &self.base_url {
-            let (server, query) = match base.split_once('?') {
-                Some((server, query)) => (server, format!("?{query}")),
-                None => (base.as_str(), String::new()),
-            };
-            return format!("{}/{database}{query}", server.trim_end_matches('/'));
-        }
-        let credentials = match &self.password {
-            Some(password) => format!("{}:{}", encode(&self.user), encode(password)),
-            None => encode(&self.user),
-        };
-        let query = self
-            .sslmode
-            .as_deref()
-            .map(|mode| format!("?sslmode={}", encode(mode)))
-            .unwrap_or_default();
-        let host = encode(&self.host);
-        format!(
-            "postgres://{credentials}@{host}:{}/{database}{query}",
-            self.port
-        )
-    }
-
-    /// The database of service `name`: `saga_{name}`.
-    pub fn service_database_url(&self, name: &str) -> String {
-        self.database_url(&format!("saga_{name}"))
-    }
-}
-
-/// Percent-encodes everything but unreserved characters, for one URL component.
-fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(char::from(byte))
-            }
-            other => out.push_str(&format!("%{other:02X}")),
-        }
-    }
-    out
-}
-
-/// Pool settings every service shares.
-#[derive(Debug, Clone, Args)]
-pub struct PoolSettings {
-    /// Connections in each database pool.
-    #[arg(
-        id = "db_pool_size",
-        long = "db-pool-size",
-        env = "DB_POOL_SIZE",
-        default_value_t = 16
-    )]
-    pub pool_size: usize,
-    /// How long to wait for a pooled connection (to be created or freed) before failing; never
-    /// forever, so a database outage answers 503 instead of hanging.
-    #[arg(id = "db_pool_timeout", value_name = "DURATION", long = "db-pool-timeout", env = "DB_POOL_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
-    pub pool_timeout: Duration,
-}
-
-impl Default for PoolSettings {
-    fn default() -> Self {
-        Self {
-            pool_size: 16,
-            pool_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-/// How to reach a service database.
-#[derive(Clone)]
-pub struct DatabaseSettings {
-    /// The database URL.
-    pub url: String,
-    /// Connections in the pool.
-    pub pool_size: usize,
-    /// How long to wait for a connection before failing.
-    pub pool_timeout: Duration,
-}
-
-impl std::fmt::Debug for DatabaseSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DatabaseSettings")
-            .field("url", &redact(&self.url))
-            .field("pool_size", &self.pool_size)
-            .field("pool_timeout", &self.pool_timeout)
-            .finish()
-    }
-}
-
-impl DatabaseSettings {
-    /// `url` with `pool`'s settings.
-    pub fn new(url: impl Into<String>, pool: &PoolSettings) -> Self {
-        Self {
-            url: url.into(),
-            pool_size: pool.pool_size,
-            pool_timeout: pool.pool_timeout,
-        }
-    }
-
-    /// `url` with the pool settings from the environment.
-    pub fn from_env(url: String) -> anyhow::Result<Self> {
-        Ok(Self::new(url, &from_env::<PoolSettings>()?))
-    }
-
-    /// `url` with the default pool settings.
-    pub fn with_url(url: impl Into<String>) -> Self {
-        Self::new(url, &PoolSettings::default())
     }
 }
 
@@ -368,35 +180,6 @@ impl Default for ConsumerSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn database_urls_derive_from_one_server() {
-        let server = PgServer {
-            user: "saga app".into(),
-            password: Some("p@ss:w/rd".into()),
-            host: "db.internal".into(),
-            port: 6432,
-            sslmode: Some("disable".into()),
-            base_url: None,
-        };
-        assert_eq!(
-            server.service_database_url("order"),
-            "postgres://saga%20app:p%40ss%3Aw%2Frd@db.internal:6432/saga_order?sslmode=disable"
-        );
-        assert!(!format!("{server:?}").contains("p%40ss"), "{server:?}");
-        let based = PgServer {
-            base_url: Some("postgres://u:pw@h:5432/?application_name=x".into()),
-            ..PgServer::default()
-        };
-        assert_eq!(
-            based.database_url("saga_coupon"),
-            "postgres://u:pw@h:5432/saga_coupon?application_name=x"
-        );
-        assert_eq!(
-            PgServer::default().service_database_url("balance"),
-            "postgres://postgres@127.0.0.1:5432/saga_balance"
-        );
-    }
 
     #[test]
     fn durations_take_one_format() {
