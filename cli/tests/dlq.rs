@@ -1,11 +1,14 @@
 //! Dead-letter operations against the running system: a poison message replayed after its
 //! cause is fixed completes its saga exactly once; filters move exactly what they match;
 //! a replay killed between publish and ack loses nothing; purge keeps a copy; the admin API
-//! wants its token.
+//! wants its token ([`admin_api`]).
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 mod system;
+
+#[path = "dlq/admin_api.rs"]
+mod admin_api;
 
 use std::collections::HashSet;
 use std::process::Output;
@@ -18,7 +21,7 @@ use shared::events::OrderProcessingStarted;
 use system::{BALANCE, MONITOR, ORDER, PRODUCT, System};
 use testkit::effects::count;
 use testkit::eventually_async;
-use testkit::service::{TestApp, publish, service_settings};
+use testkit::service::publish;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
@@ -234,6 +237,14 @@ async fn a_filtered_replay_moves_exactly_the_matching_messages_and_a_dry_run_mov
         !refused.status.success(),
         "an unfiltered replay needs --all"
     );
+    let unpaced = sagactl(
+        &s,
+        &["dlq", "replay", "--order-id", "101", "--rate", "0"],
+        &[],
+    )
+    .await;
+    assert!(!unpaced.status.success(), "a rate must be positive");
+    assert_eq!(dead_orders(&s, PRODUCT).await, vec![101, 103]);
     assert_eq!(
         audit_rows(&s, "replay").await,
         2,
@@ -333,93 +344,5 @@ async fn a_purge_removes_only_the_matching_messages_and_keeps_them_in_a_file() {
         "no --yes and no 'yes' on stdin: nothing purged"
     );
     assert_eq!(dlq_depth(&s, PRODUCT).await, 2);
-    s.stop().await;
-}
-
-#[tokio::test]
-async fn the_admin_api_wants_its_bearer_token() {
-    let mut s = System::start().await;
-    poison_product(&mut s, &[401]).await;
-    assert_eq!(
-        s.app(MONITOR).get("/admin/dlq").await.0,
-        404,
-        "no token configured: the admin API is off"
-    );
-
-    let admin = monitor_service::admin::AdminSettings {
-        token: "s3cret-token".into(),
-        amqp: s.amqp.settings(),
-        consumers: vec![PRODUCT.into()],
-        purge_dir: std::env::temp_dir(),
-    };
-    let settings = service_settings(MONITOR, &s.dbs[MONITOR], &s.amqp);
-    let app = TestApp::start(
-        monitor_service::build_with_admin(&settings, Some(admin))
-            .await
-            .unwrap(),
-    );
-    app.wait_ready().await;
-    let get = |token: Option<&'static str>| {
-        let request = app.client.get(app.url("/admin/dlq"));
-        let request = match token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        };
-        async move {
-            let response = request.send().await.unwrap();
-            (
-                response.status().as_u16(),
-                response.json::<Value>().await.unwrap_or(Value::Null),
-            )
-        }
-    };
-    let (status, body) = get(None).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (401, Some("unauthorized"))
-    );
-    assert_eq!(get(Some("wrong")).await.0, 401);
-    let (status, body) = get(Some("s3cret-token")).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["queues"][0]["messages"][0]["saga_id"], 401);
-    let filtered: Value = app
-        .client
-        .get(app.url("/admin/dlq?queue=product&order_id=999&reason=rejected"))
-        .bearer_auth("s3cret-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(filtered["queues"][0]["depth"], 1, "{filtered}");
-    assert_eq!(
-        filtered["queues"][0]["messages"],
-        json!([]),
-        "order 999 matches nothing"
-    );
-
-    let replay = |body: Value| {
-        app.client
-            .post(app.url("/admin/dlq/replay"))
-            .bearer_auth("s3cret-token")
-            .json(&body)
-            .send()
-    };
-    assert_eq!(
-        replay(json!({})).await.unwrap().status(),
-        422,
-        "an empty filter needs all=true"
-    );
-    let dry: Value = replay(json!({"all": true, "dry_run": true}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(dry["matched"], 1);
-    assert_eq!(dlq_depth(&s, PRODUCT).await, 1);
-    assert_eq!(audit_rows(&s, "replay").await, 1);
-    app.stop().await;
     s.stop().await;
 }

@@ -39,7 +39,7 @@ pub struct VerifyArgs {
     #[command(flatten)]
     amqp: AmqpSettings,
     /// Consumers whose dead-letter queues are checked (comma-separated).
-    #[arg(long, env = "DLQ_CONSUMERS", default_value = monitor_service::admin::DEFAULT_CONSUMERS)]
+    #[arg(long, env = "DLQ_CONSUMERS", default_value = shared::dlq::DEFAULT_CONSUMERS)]
     consumers: String,
     /// An order still in flight after this long is a violation (stuck).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
@@ -144,7 +144,7 @@ pub async fn verify(args: &VerifyArgs) -> anyhow::Result<Report> {
     for (name, conn) in &mut dbs {
         checks::outbox_drained(&mut report, name, conn, args.max_unpublished_age).await?;
     }
-    let consumers = monitor_service::admin::consumers_from(&args.consumers);
+    let consumers = shared::dlq::consumers_from(&args.consumers);
     checks::no_dead_letters(&mut report, &args.amqp, consumers, args.allow_dead_letters).await?;
     Ok(report)
 }

@@ -2,7 +2,10 @@
 //!
 //! Off unless `ADMIN_TOKEN` is set (the routes do not exist then). A missing or wrong token is
 //! a 401 that does not say which; the token is compared in constant time and never logged.
-//! Replays and purges are written to the audit trail like the CLI's.
+//!
+//! A thin adapter over [`shared::dlq`], which owns the operations, their guard and their audit
+//! (the same as `sagactl dlq`'s): a route builds the request, calls the operation and renders
+//! its result as JSON.
 
 use std::path::PathBuf;
 
@@ -10,17 +13,18 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use shared::config::AmqpSettings;
 use shared::db::PgPool;
-use shared::dlq::ops::ReplayOptions;
-use shared::dlq::{Filter, Operator};
+use shared::dlq::{
+    self, Action, AuditError, AuditTrail, DEFAULT_CONSUMERS, Filter, OperationError, Operator,
+    Refusal, ReplayOptions, Request, consumers_from,
+};
 use shared::http::{ApiError, ValidJson};
-
-use crate::audit;
 
 /// The admin API's settings.
 #[derive(Clone)]
 pub struct AdminSettings {
     /// `ADMIN_TOKEN`.
     pub token: String,
+    /// The broker whose dead-letter queues are operated on.
     pub amqp: AmqpSettings,
     /// `DLQ_CONSUMERS`: the consumers whose dead-letter queues exist.
     pub consumers: Vec<String>,
@@ -36,9 +40,6 @@ impl std::fmt::Debug for AdminSettings {
             .finish()
     }
 }
-
-/// The default consumers: the four services and the monitor.
-pub const DEFAULT_CONSUMERS: &str = "order,product,coupon,balance,monitor";
 
 /// The admin API's options.
 #[derive(Clone, clap::Args)]
@@ -84,14 +85,7 @@ impl AdminSettings {
     }
 }
 
-pub fn consumers_from(list: &str) -> Vec<String> {
-    list.split(',')
-        .map(str::trim)
-        .filter(|name| !name.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
+/// Mounts the admin routes (`/admin/dlq...`) with `settings`.
 pub fn configure(cfg: &mut web::ServiceConfig, settings: AdminSettings) {
     cfg.app_data(web::Data::new(settings))
         .route("/admin/dlq", web::get().to(list))
@@ -201,7 +195,8 @@ async fn show(
         })
 }
 
-/// A replay or purge request: the filter, plus the explicit consent an unfiltered one needs.
+/// A replay or purge request body: the filter, plus the explicit consent an unfiltered one
+/// needs. One shape for both routes; each reads the fields it uses.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Operation {
@@ -210,101 +205,86 @@ struct Operation {
     /// Required to act on every dead letter (an empty filter).
     #[serde(default)]
     all: bool,
+    /// Replay only.
     #[serde(default)]
     dry_run: bool,
+    /// Replay only: messages per second.
     rate: Option<f64>,
     /// Purge only: must be true.
     #[serde(default)]
     confirm: bool,
 }
 
-impl Operation {
-    fn check(&self) -> Result<(), ApiError> {
-        if self.filter.is_everything() && !self.all {
-            return Err(ApiError::validation(
-                "all",
-                "an empty filter selects every dead letter: set all=true",
-            ));
-        }
-        if self
-            .rate
-            .is_some_and(|rate| !(rate > 0.0 && rate.is_finite()))
-        {
-            return Err(ApiError::validation(
-                "rate",
-                "must be a positive number of messages per second",
-            ));
-        }
-        Ok(())
-    }
-}
-
 async fn replay(
     request: HttpRequest,
     settings: web::Data<AdminSettings>,
     pool: web::Data<PgPool>,
-    ValidJson(operation): ValidJson<Operation>,
+    ValidJson(body): ValidJson<Operation>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&request, &settings)?;
-    operation.check()?;
-    let options = ReplayOptions {
-        dry_run: operation.dry_run,
-        rate: operation.rate,
-    };
-    let outcome = operator(&settings)
-        .await?
-        .replay(&operation.filter, options, &|_| {})
-        .await;
-    finish(
-        &pool,
-        &actor(&request),
-        "replay",
-        &operation.filter,
-        outcome,
-    )
-    .await
+    let action = Action::Replay(ReplayOptions {
+        dry_run: body.dry_run,
+        rate: body.rate,
+    });
+    run(&request, &settings, &pool, body, action).await
 }
 
 async fn purge(
     request: HttpRequest,
     settings: web::Data<AdminSettings>,
     pool: web::Data<PgPool>,
-    ValidJson(operation): ValidJson<Operation>,
+    ValidJson(body): ValidJson<Operation>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&request, &settings)?;
-    operation.check()?;
-    if !operation.confirm {
-        return Err(ApiError::validation(
-            "confirm",
-            "a purge deletes messages: set confirm=true",
-        ));
-    }
     let dump = settings.purge_dir.join(format!(
         "dlq-purge-{}.jsonl",
         chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
     ));
-    let outcome = operator(&settings)
-        .await?
-        .purge(&operation.filter, &dump)
-        .await;
-    finish(&pool, &actor(&request), "purge", &operation.filter, outcome).await
+    let action = Action::Purge {
+        dump,
+        confirmed: body.confirm,
+    };
+    run(&request, &settings, &pool, body, action).await
 }
 
-async fn finish(
+/// The one operation for an authorized request; the report is the response body.
+async fn run(
+    request: &HttpRequest,
+    settings: &AdminSettings,
     pool: &PgPool,
-    actor: &str,
-    operation: &str,
-    filter: &Filter,
-    outcome: anyhow::Result<shared::dlq::OperationReport>,
+    body: Operation,
+    action: Action,
 ) -> Result<HttpResponse, ApiError> {
-    let entry = audit::Entry {
-        actor,
-        operation,
-        filter,
-        report: outcome.as_ref().map_err(|err| format!("{err:#}")),
+    let operation = Request {
+        actor: actor(request),
+        filter: body.filter,
+        all: body.all,
+        action,
     };
-    let mut conn = pool.get().await?;
-    audit::record(&mut conn, &entry).await?;
-    let report = outcome.map_err(ApiError::Internal)?;
+    // Refused before connecting: a request that cannot run costs no broker connection.
+    operation.check().map_err(refused)?;
+    let report = dlq::execute(
+        &operator(settings).await?,
+        AuditTrail::Pool(pool),
+        &operation,
+        &|_| {},
+    )
+    .await
+    .map_err(|err| match err {
+        OperationError::Refused(refusal) => refused(refusal),
+        OperationError::Audit(AuditError::Pool(err)) => err.into(),
+        OperationError::Audit(AuditError::Query(err)) => err.into(),
+        OperationError::Failed(err) => ApiError::Internal(err),
+    })?;
     Ok(HttpResponse::Ok().json(report))
+}
+
+/// The guard's refusal as a 422 naming the body field to set.
+fn refused(refusal: Refusal) -> ApiError {
+    let message = match refusal {
+        Refusal::Unfiltered => "an empty filter selects every dead letter: set all=true",
+        Refusal::Rate => "must be a positive number of messages per second",
+        Refusal::Unconfirmed => "a purge deletes messages: set confirm=true",
+    };
+    ApiError::validation(refusal.field(), message)
 }

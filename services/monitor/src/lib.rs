@@ -2,12 +2,12 @@
 //!
 //! - [`store`]: the catch-all consumer that appends each event, and the timeline query.
 //! - [`routes`]: `GET /sagas/{order_id}`, the ordered timeline of one saga.
-//! - [`admin`]: dead-letter operations over HTTP, behind a bearer token (off without one).
-//! - [`audit`]: the audit trail of replays and purges.
+//! - [`admin`]: dead-letter operations over HTTP, behind a bearer token (off without one); the
+//!   operations and their audit trail are `shared::dlq`'s, the `dlq_audit` table is in this
+//!   service's database.
 //! - [`sagas`]: per-saga state derived from the events; the monitor's gauges and histograms.
 
 pub mod admin;
-pub mod audit;
 pub mod routes;
 pub mod sagas;
 pub mod store;

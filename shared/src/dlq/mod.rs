@@ -1,4 +1,6 @@
-//! Dead-letter operations: list, show, replay and purge the dead-letter queues.
+//! Dead-letter operations: list, show, replay and purge the dead-letter queues. This module
+//! owns them whole: the operation, its guard and its audit. `sagactl dlq` and the monitor's
+//! admin API only build a [`Request`], call [`execute`] and render what it returns.
 //!
 //! A dead-letter queue is read by taking a snapshot of its depth and consuming that many
 //! messages on one channel *without* acknowledging them. What an operation keeps (a listed
@@ -13,10 +15,25 @@
 //! - purge writes the message to a file and syncs it before acking.
 //!
 //! - [`message`]: a dead letter as read from its queue, and the filter operations take.
-//! - [`ops`]: the operations.
+//! - [`operator`]: the broker session, the consumer list, and the reading operations.
+//! - [`operation`]: the one replay or purge, [`execute`], and what it reports.
+//! - [`guard`]: what a replay or purge must satisfy before anything moves.
+//! - [`audit`]: the `dlq_audit` row and the `audit` log line of every replay and purge.
+//! - `snapshot`, `replay`, `purge`: reading without taking, and the two ways of moving.
 
+pub mod audit;
+pub mod guard;
 pub mod message;
-pub mod ops;
+pub mod operation;
+pub mod operator;
+mod purge;
+mod replay;
+mod snapshot;
 
+pub use audit::{AuditError, AuditTrail};
+pub use guard::Refusal;
 pub use message::{DeadLetter, Filter};
-pub use ops::{Listing, Moved, OperationReport, Operator};
+pub use operation::{Action, Moved, OperationError, OperationReport, Request, execute};
+pub use operator::{DEFAULT_CONSUMERS, Listing, Operator, consumers_from};
+pub use replay::ReplayOptions;
+pub use snapshot::MAX_PER_RUN;

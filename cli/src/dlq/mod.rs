@@ -1,0 +1,337 @@
+//! `sagactl dlq`: list, show, replay and purge dead letters; replays and purges are audited.
+//!
+//! A thin front end over [`shared::dlq`], which owns the operations, their guard and their
+//! audit (the same as the monitor's admin API's): each command builds the request, calls the
+//! operation and prints its result.
+//!
+//! - [`render`]: the text output (`--json` prints the operation's own types).
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, anyhow, bail};
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use shared::dlq::{
+    self, Action, AuditTrail, Filter, OperationError, OperationReport, Operator, Refusal,
+    ReplayOptions, Request, guard,
+};
+
+mod render;
+
+/// `sagactl dlq`: one command, and the connection options every command shares.
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    command: DlqCommand,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+#[derive(Debug, Args)]
+struct Connection {
+    /// The broker.
+    #[arg(long, env = "AMQP_URL", default_value = shared::config::DEFAULT_AMQP_URL, global = true)]
+    amqp_url: String,
+    /// The AMQP name prefix of the system.
+    #[arg(long, env = "AMQP_PREFIX", default_value = shared::config::DEFAULT_AMQP_PREFIX, global = true)]
+    prefix: String,
+    /// Consumers whose dead-letter queues to look at (comma-separated).
+    #[arg(long, env = "DLQ_CONSUMERS", default_value = dlq::DEFAULT_CONSUMERS, global = true)]
+    consumers: String,
+    /// Where replays and purges are audited (the monitor's database).
+    #[arg(
+        long,
+        env = "MONITOR_DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/saga_monitor",
+        global = true
+    )]
+    audit_database_url: String,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Every dead-letter queue with its depth and its (matching) messages.
+    List(FilterArgs),
+    /// One dead letter's headers and pretty-printed body.
+    Show { event_id: String },
+    /// Send matching dead letters back to the queue they came from.
+    Replay {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Replay every dead letter (required when no filter is given).
+        #[arg(long)]
+        all: bool,
+        /// Show what would move, move nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// At most this many messages per second.
+        #[arg(long)]
+        rate: Option<f64>,
+    },
+    /// Delete matching dead letters, after writing them to a file.
+    Purge {
+        #[command(flatten)]
+        filter: FilterArgs,
+        #[arg(long)]
+        all: bool,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// The file purged messages are written to (JSON lines).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+struct FilterArgs {
+    /// A consumer (`order`) or dead-letter queue name; repeatable.
+    #[arg(long = "queue")]
+    queues: Vec<String>,
+    #[arg(long)]
+    event_type: Option<String>,
+    #[arg(long)]
+    order_id: Option<i64>,
+    /// Substring of the reason or error, case-insensitive.
+    #[arg(long)]
+    reason: Option<String>,
+    /// Dead-lettered at or after (RFC 3339).
+    #[arg(long)]
+    since: Option<DateTime<Utc>>,
+    /// Dead-lettered at or before (RFC 3339).
+    #[arg(long)]
+    until: Option<DateTime<Utc>>,
+    /// An event id; repeatable.
+    #[arg(long = "id")]
+    ids: Vec<String>,
+}
+
+impl From<FilterArgs> for Filter {
+    fn from(args: FilterArgs) -> Self {
+        Filter {
+            queues: args.queues,
+            event_type: args.event_type,
+            order_id: args.order_id,
+            reason: args.reason,
+            since: args.since,
+            until: args.until,
+            ids: args.ids,
+        }
+    }
+}
+
+/// Runs one `sagactl dlq` command.
+pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
+    let c = &args.connection;
+    let consumers = dlq::consumers_from(&c.consumers);
+    let operator = Operator::connect(&c.amqp_url, &c.prefix, consumers).await?;
+    match args.command {
+        DlqCommand::List(filter) => list(&operator, &filter.into(), c.json).await,
+        DlqCommand::Show { event_id } => show(&operator, &event_id, c.json).await,
+        DlqCommand::Replay {
+            filter,
+            all,
+            dry_run,
+            rate,
+        } => {
+            replay(
+                &operator,
+                c,
+                filter.into(),
+                all,
+                ReplayOptions { dry_run, rate },
+            )
+            .await
+        }
+        DlqCommand::Purge {
+            filter,
+            all,
+            yes,
+            out,
+        } => purge(&operator, c, filter.into(), all, yes, out).await,
+    }
+}
+
+async fn list(operator: &Operator, filter: &Filter, json: bool) -> anyhow::Result<()> {
+    let listings = operator.list(filter).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&listings)?);
+        return Ok(());
+    }
+    render::listings(&listings);
+    Ok(())
+}
+
+async fn show(operator: &Operator, event_id: &str, json: bool) -> anyhow::Result<()> {
+    let Some(letter) = operator.show(event_id).await? else {
+        bail!("no dead letter with event id {event_id}");
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&letter)?);
+    } else {
+        render::letter(&letter);
+    }
+    Ok(())
+}
+
+async fn replay(
+    operator: &Operator,
+    c: &Connection,
+    filter: Filter,
+    all: bool,
+    options: ReplayOptions,
+) -> anyhow::Result<()> {
+    let request = Request {
+        actor: actor(),
+        filter,
+        all,
+        action: Action::Replay(options),
+    };
+    // Refused before the audit database is touched.
+    request.check().map_err(refused)?;
+    let mut audit = audit_connection(&c.audit_database_url).await?;
+    let crash_after = crash_point()?;
+    let hook = move |moved: usize| {
+        if crash_after == Some(moved) {
+            eprintln!("SAGACTL_CRASH_AFTER_REPLAY_PUBLISH: exiting between confirm and ack");
+            std::process::exit(86);
+        }
+    };
+    let outcome = dlq::execute(
+        operator,
+        AuditTrail::Connection(&mut audit),
+        &request,
+        &hook,
+    )
+    .await;
+    finish("replay", outcome, c.json)
+}
+
+async fn purge(
+    operator: &Operator,
+    c: &Connection,
+    filter: Filter,
+    all: bool,
+    yes: bool,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    // Refused before the audit database is touched or a question asked.
+    guard::selection(&filter, all).map_err(refused)?;
+    let mut audit = audit_connection(&c.audit_database_url).await?;
+    let confirmed = yes || {
+        let preview = operator.list(&filter).await?;
+        let count: usize = preview.iter().map(|l| l.messages.len()).sum();
+        confirm(&format!("purge {count} dead letter(s)?"))?
+    };
+    let out = out.unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "dlq-purge-{}.jsonl",
+            Utc::now().format("%Y%m%dT%H%M%SZ")
+        ))
+    });
+    let request = Request {
+        actor: actor(),
+        filter,
+        all,
+        action: Action::Purge {
+            dump: out.clone(),
+            confirmed,
+        },
+    };
+    let outcome = dlq::execute(
+        operator,
+        AuditTrail::Connection(&mut audit),
+        &request,
+        &|_| {},
+    )
+    .await;
+    finish("purge", outcome, c.json)?;
+    eprintln!("purged messages written to {}", out.display());
+    Ok(())
+}
+
+/// The guard's refusal in the command line's terms.
+fn refused(refusal: Refusal) -> anyhow::Error {
+    anyhow!(match refusal {
+        Refusal::Unfiltered => "no filter given: pass --all to act on every dead letter",
+        Refusal::Rate => "--rate must be a positive number of messages per second",
+        Refusal::Unconfirmed => "not confirmed; nothing purged",
+    })
+}
+
+fn crash_point() -> anyhow::Result<Option<usize>> {
+    match std::env::var("SAGACTL_CRASH_AFTER_REPLAY_PUBLISH") {
+        Ok(value) => Ok(Some(
+            value
+                .parse()
+                .context("SAGACTL_CRASH_AFTER_REPLAY_PUBLISH")?,
+        )),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The monitor's migrations, for the audit table; the same directory the monitor embeds, so
+/// that `sagactl` needs the monitor's database and not the monitor service.
+const MONITOR_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations/monitor");
+
+async fn audit_connection(url: &str) -> anyhow::Result<AsyncPgConnection> {
+    // Before the operation: an operation that cannot be audited is not started. The audit table
+    // lives in the monitor's database; make sure it exists even if the monitor never ran.
+    shared::db::create_database_if_missing(url).await?;
+    shared::db::run_migrations(url, shared::db::OUTBOX_MIGRATIONS).await?;
+    shared::db::run_migrations(url, MONITOR_MIGRATIONS).await?;
+    AsyncPgConnection::establish(url).await.with_context(|| {
+        format!(
+            "connecting to the audit database {}",
+            shared::db::redact(url)
+        )
+    })
+}
+
+/// Renders the operation's report (or answers its error); a partial replay or purge is an
+/// error after its report.
+fn finish(
+    operation: &str,
+    outcome: Result<OperationReport, OperationError>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let report = outcome.map_err(|err| match err {
+        OperationError::Refused(refusal) => refused(refusal),
+        OperationError::Failed(err) => err,
+        audit @ OperationError::Audit(_) => anyhow::Error::new(audit),
+    })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        render::report(operation, &report);
+    }
+    if !report.failed.is_empty() {
+        bail!(
+            "{} message(s) could not be moved and stay dead-lettered",
+            report.failed.len()
+        );
+    }
+    Ok(())
+}
+
+fn actor() -> String {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{user}@{host} (sagactl)")
+}
+
+fn confirm(question: &str) -> anyhow::Result<bool> {
+    eprint!("{question} type yes to continue: ");
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}

@@ -1,0 +1,106 @@
+//! The text output of `sagactl dlq`: tables of dead letters, one dead letter in full, and an
+//! operation's report.
+
+use shared::dlq::{DeadLetter, Listing, OperationReport};
+
+/// Every queue's depth and its matching dead letters as a table.
+pub fn listings(listings: &[Listing]) {
+    for listing in listings {
+        println!(
+            "{}  depth {}  matching {}",
+            listing.queue,
+            listing.depth,
+            listing.messages.len()
+        );
+        if !listing.messages.is_empty() {
+            table(&listing.messages);
+        }
+    }
+}
+
+/// What `operation` (`replay` or `purge`) moved, would move, or failed to move.
+pub fn report(operation: &str, report: &OperationReport) {
+    let verb = if report.dry_run {
+        "would move"
+    } else {
+        "moved"
+    };
+    println!(
+        "{operation}: scanned {}, matched {}, {verb} {}, failed {}",
+        report.scanned,
+        report.matched,
+        report.moved.len(),
+        report.failed.len()
+    );
+    for moved in &report.moved {
+        println!("  {}  {} -> {}", moved.event_id, moved.from, moved.to);
+    }
+    for (id, why) in &report.failed {
+        println!("  FAILED {id}: {why}");
+    }
+}
+
+fn table(messages: &[DeadLetter]) {
+    println!(
+        "  {:<36}  {:<26}  {:>6}  {:<20}  {:>3}  {:<25}  ERROR",
+        "EVENT ID", "TYPE", "ORDER", "REASON", "TRY", "DEAD-LETTERED"
+    );
+    for m in messages {
+        println!(
+            "  {:<36}  {:<26}  {:>6}  {:<20}  {:>3}  {:<25}  {}",
+            m.event_id,
+            m.event_type.as_deref().unwrap_or("-"),
+            m.saga_id.map_or_else(|| "-".into(), |id| id.to_string()),
+            m.reason.as_deref().unwrap_or("-"),
+            m.attempts.map_or_else(|| "-".into(), |n| n.to_string()),
+            m.dead_lettered_at.map_or_else(
+                || "-".into(),
+                |at| at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+            ),
+            m.error
+                .as_deref()
+                .unwrap_or("")
+                .chars()
+                .take(60)
+                .collect::<String>(),
+        );
+    }
+}
+
+/// One dead letter: where it is, why, its headers and its body (pretty-printed when JSON).
+pub fn letter(letter: &DeadLetter) {
+    println!("event id:        {}", letter.event_id);
+    println!("queue:           {}", letter.queue);
+    println!(
+        "original queue:  {}",
+        letter.original_queue.as_deref().unwrap_or("-")
+    );
+    println!(
+        "reason:          {}",
+        letter.reason.as_deref().unwrap_or("-")
+    );
+    println!(
+        "error:           {}",
+        letter.error.as_deref().unwrap_or("-")
+    );
+    println!("headers:");
+    for (key, value) in &letter.headers {
+        println!("  {key}: {value}");
+    }
+    println!("body:");
+    match letter
+        .body
+        .as_deref()
+        .map(serde_json::from_str::<serde_json::Value>)
+    {
+        Some(Ok(json)) => println!(
+            "{}",
+            serde_json::to_string_pretty(&json).unwrap_or_default()
+        ),
+        Some(Err(_)) => println!("{}", letter.body.as_deref().unwrap_or_default()),
+        None => println!(
+            "(binary, base64) {}",
+            letter.body_base64.as_deref().unwrap_or_default()
+        ),
+    }
+}

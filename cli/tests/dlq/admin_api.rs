@@ -1,0 +1,118 @@
+//! The monitor's admin API: off without a token, a 401 without the right one, and behind it the
+//! same dead-letter operations as `sagactl dlq` (filters, the guard, the audit trail).
+
+use serde_json::{Value, json};
+use testkit::service::{TestApp, service_settings};
+
+use super::system::{MONITOR, PRODUCT, System};
+use super::{audit_rows, dlq_depth, poison_product};
+
+const TOKEN: &str = "s3cret-token";
+
+/// A second monitor on the system's monitor database, its admin API on for the product's dead
+/// letters.
+async fn admin_app(s: &System) -> TestApp {
+    let admin = monitor_service::admin::AdminSettings {
+        token: TOKEN.into(),
+        amqp: s.amqp.settings(),
+        consumers: vec![PRODUCT.into()],
+        purge_dir: std::env::temp_dir(),
+    };
+    let settings = service_settings(MONITOR, &s.dbs[MONITOR], &s.amqp);
+    let app = TestApp::start(
+        monitor_service::build_with_admin(&settings, Some(admin))
+            .await
+            .unwrap(),
+    );
+    app.wait_ready().await;
+    app
+}
+
+/// The status and JSON body (null when there is none) of `request`.
+async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap();
+    (
+        response.status().as_u16(),
+        response.json::<Value>().await.unwrap_or(Value::Null),
+    )
+}
+
+/// GET `path` with `token`, or without an `Authorization` header.
+async fn get(app: &TestApp, path: &str, token: Option<&str>) -> (u16, Value) {
+    let request = app.client.get(app.url(path));
+    answer(match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    })
+    .await
+}
+
+/// POST `body` to `/admin/dlq/{route}` with the right token.
+async fn post(app: &TestApp, route: &str, body: Value) -> (u16, Value) {
+    let request = app.client.post(app.url(&format!("/admin/dlq/{route}")));
+    answer(request.bearer_auth(TOKEN).json(&body)).await
+}
+
+/// The status and the field a refused `body` names.
+async fn refusal(app: &TestApp, route: &str, body: Value) -> (u16, Option<String>) {
+    let (status, body) = post(app, route, body).await;
+    (status, body["error"]["field"].as_str().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn the_admin_api_wants_its_bearer_token() {
+    let mut s = System::start().await;
+    poison_product(&mut s, &[401]).await;
+    assert_eq!(
+        s.app(MONITOR).get("/admin/dlq").await.0,
+        404,
+        "no token configured: the admin API is off"
+    );
+
+    let app = admin_app(&s).await;
+    let (status, body) = get(&app, "/admin/dlq", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    assert_eq!(get(&app, "/admin/dlq", Some("wrong")).await.0, 401);
+    let (status, body) = get(&app, "/admin/dlq", Some(TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["queues"][0]["messages"][0]["saga_id"], 401);
+    let filter = "/admin/dlq?queue=product&order_id=999&reason=rejected";
+    let (_, filtered) = get(&app, filter, Some(TOKEN)).await;
+    assert_eq!(filtered["queues"][0]["depth"], 1, "{filtered}");
+    assert_eq!(
+        filtered["queues"][0]["messages"],
+        json!([]),
+        "order 999 matches nothing"
+    );
+
+    assert_eq!(
+        refusal(&app, "replay", json!({})).await,
+        (422, Some("all".into())),
+        "an empty filter needs all=true"
+    );
+    assert_eq!(
+        refusal(&app, "replay", json!({"all": true, "rate": 0})).await,
+        (422, Some("rate".into()))
+    );
+    assert_eq!(
+        refusal(&app, "purge", json!({"all": true})).await,
+        (422, Some("confirm".into())),
+        "a purge needs confirm=true"
+    );
+    let (status, dry) = post(&app, "replay", json!({"all": true, "dry_run": true})).await;
+    assert_eq!((status, &dry["matched"]), (200, &json!(1)), "{dry}");
+    assert_eq!(dlq_depth(&s, PRODUCT).await, 1);
+    assert_eq!(
+        (
+            audit_rows(&s, "replay").await,
+            audit_rows(&s, "purge").await
+        ),
+        (1, 0),
+        "the dry run is audited, refusals are not"
+    );
+    app.stop().await;
+    s.stop().await;
+}
