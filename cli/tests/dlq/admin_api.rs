@@ -102,6 +102,21 @@ async fn the_admin_api_wants_its_bearer_token() {
         (422, Some("confirm".into())),
         "a purge needs confirm=true"
     );
+    assert_eq!(
+        refusal(
+            &app,
+            "purge",
+            json!({"all": true, "confirm": true, "dry_run": true})
+        )
+        .await,
+        (422, Some("dry_run".into())),
+        "a purge is never taken for a dry run"
+    );
+    assert_eq!(
+        dlq_depth(&s, PRODUCT).await,
+        1,
+        "the refused purge removed nothing"
+    );
     let (status, dry) = post(&app, "replay", json!({"all": true, "dry_run": true})).await;
     assert_eq!((status, &dry["matched"]), (200, &json!(1)), "{dry}");
     assert_eq!(dlq_depth(&s, PRODUCT).await, 1);

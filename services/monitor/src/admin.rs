@@ -205,7 +205,7 @@ struct Operation {
     /// Required to act on every dead letter (an empty filter).
     #[serde(default)]
     all: bool,
-    /// Replay only.
+    /// Replay only (a purge refuses it).
     #[serde(default)]
     dry_run: bool,
     /// Replay only: messages per second.
@@ -236,6 +236,14 @@ async fn purge(
     ValidJson(body): ValidJson<Operation>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&request, &settings)?;
+    // A purge cannot be rehearsed: taken as a real one, a dry run would delete what its caller
+    // meant only to look at.
+    if body.dry_run {
+        return Err(ApiError::validation(
+            "dry_run",
+            "a purge has no dry run: GET /admin/dlq lists what it would remove",
+        ));
+    }
     let dump = settings.purge_dir.join(format!(
         "dlq-purge-{}.jsonl",
         chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
