@@ -5,8 +5,8 @@
 # always drops its databases and deletes its queues.
 #
 # Env: PROFILE=release|debug (default release), RATE (5), DURATION (15s), SCENARIO (constant),
-#      MIX, P95_MS, … (passed through to k6), PG_URL (postgres://postgres@127.0.0.1:5432),
-#      AMQP_URL, READY_TIMEOUT (seconds, 180), STOP_TIMEOUT (seconds, 30), KEEP_LOG=1.
+#      MIX, P95, … (passed through to k6), PG_URL (postgres://postgres@127.0.0.1:5432),
+#      AMQP_URL, READY_TIMEOUT (180s), STOP_TIMEOUT (30s), KEEP_LOG=1.
 # Exit status: non-zero if the build, start-up, k6 (thresholds) or verify fails.
 set -euo pipefail
 
@@ -14,8 +14,16 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 PROFILE="${PROFILE:-release}"
-READY_TIMEOUT="${READY_TIMEOUT:-180}"
-STOP_TIMEOUT="${STOP_TIMEOUT:-30}"
+# Durations take the project's one format: 30s, 3m.
+seconds_of() {
+  case "$2" in
+    *[0-9]s) echo "${2%s}" ;;
+    *[0-9]m) echo $((${2%m} * 60)) ;;
+    *) echo "$1 must be a duration such as 30s or 3m, got '$2'" >&2; exit 2 ;;
+  esac
+}
+READY_TIMEOUT="$(seconds_of READY_TIMEOUT "${READY_TIMEOUT:-180s}")"
+STOP_TIMEOUT="$(seconds_of STOP_TIMEOUT "${STOP_TIMEOUT:-30s}")"
 PG_URL="${PG_URL:-postgres://postgres@127.0.0.1:5432}"
 export AMQP_URL="${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 

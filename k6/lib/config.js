@@ -24,9 +24,16 @@ export const SCENARIO = env('SCENARIO', 'constant');
 export const RATE = num('RATE', 20);
 export const DURATION = env('DURATION', '30s');
 export const RAMP_HOLD = env('RAMP_HOLD', '10s'); // ramp: time held at RATE after the ramp
-export const WAIT_MS = num('WAIT_MS', 10000); // wait_ms of each long poll
-export const E2E_TIMEOUT_MS = num('E2E_TIMEOUT_MS', 60000); // give up on one order after this
-const P95_MS = num('P95_MS', 2000);
+// Durations take the one format of the whole project: 500ms, 10s, 1m.
+for (const [old, renamed] of [['WAIT_MS', 'WAIT'], ['E2E_TIMEOUT_MS', 'E2E_TIMEOUT'], ['P95_MS', 'P95']]) {
+  if (env(old, undefined) !== undefined) {
+    throw new Error(`${old} was renamed ${renamed}, which takes a duration such as 500ms, 10s or 1m`);
+  }
+}
+const millis = (name, fallback) => Math.round(seconds(env(name, fallback)) * 1000);
+export const WAIT_MS = millis('WAIT', '10s'); // wait_ms of each long poll
+export const E2E_TIMEOUT_MS = millis('E2E_TIMEOUT', '60s'); // give up on one order after this
+const P95_MS = millis('P95', '2s');
 const HTTP_FAILED_MAX = num('HTTP_FAILED_MAX', 0.01);
 const UNEXPECTED_MAX = num('UNEXPECTED_MAX', 0.01);
 export const RICH_USERS = num('RICH_USERS', 50);
@@ -47,7 +54,7 @@ if (MIX.length !== 4 || MIX.some((w) => !Number.isFinite(w) || w < 0) || MIX.eve
 }
 export const MIX_TOTAL = MIX.reduce((a, b) => a + b, 0);
 
-/** Seconds in a k6 duration such as "30s", "1m30s", "500ms", "1h". */
+/** Seconds in a duration such as "30s", "1m30s", "500ms", "1h". */
 function seconds(text) {
   let total = 0;
   const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/g;

@@ -11,7 +11,7 @@ const e2e = new Trend('saga_e2e_ms', true); // POST /orders sent → terminal st
 const completed = new Counter('saga_completed');
 const failed = new Counter('saga_failed');
 const cancelled = new Counter('saga_cancelled'); // never expected here
-const timedOut = new Counter('saga_timed_out'); // not terminal within E2E_TIMEOUT_MS
+const timedOut = new Counter('saga_timed_out'); // not terminal within E2E_TIMEOUT
 const unexpected = new Rate('saga_unexpected'); // per order: not the outcome its mix chose
 
 const money = (value) => (value === null || value === undefined ? null : Number(value).toFixed(2));
