@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde::Serialize;
 use shared::config::{AmqpSettings, PgServer, parse_duration};
 use shared::outbox::UnpublishedRow;
@@ -57,7 +56,7 @@ pub async fn run(args: OutboxArgs) -> anyhow::Result<()> {
     let relay = outbox_relay::RelaySettings::new(database_urls, AmqpSettings::from_env());
     for url in &relay.resolved(&server)?.database_urls {
         let (_, name) = shared::db::split_database_url(url)?;
-        let mut conn = AsyncPgConnection::establish(url)
+        let mut conn = shared::db::connect(url)
             .await
             .with_context(|| format!("connecting to {}", shared::db::redact(url)))?;
         let rows = shared::outbox::unpublished_rows(&mut conn, older_than, 1000)

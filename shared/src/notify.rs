@@ -8,7 +8,7 @@
 use std::pin::pin;
 use std::time::Duration;
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
@@ -62,7 +62,7 @@ async fn session(
     health_interval: Duration,
     shutdown: &mut Shutdown,
 ) -> anyhow::Result<()> {
-    let mut conn = AsyncPgConnection::establish(url).await?;
+    let mut conn = crate::db::connect(url).await?;
     diesel::sql_query(format!("LISTEN {channel}"))
         .execute(&mut conn)
         .await?;

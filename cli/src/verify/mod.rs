@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 use shared::config::{AmqpSettings, PgServer, parse_duration};
 
@@ -103,7 +103,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<()> {
 }
 
 async fn connect(url: &str) -> anyhow::Result<AsyncPgConnection> {
-    AsyncPgConnection::establish(url)
+    shared::db::connect(url)
         .await
         .with_context(|| format!("connecting to {}", shared::db::redact(url)))
 }

@@ -1,4 +1,10 @@
-//! Database pools and the embedded migrations runner.
+//! Database connections, pools and the embedded migrations runner.
+//!
+//! Every connection is opened by [`connect`], which honours libpq's `sslmode` (from `disable`
+//! to `verify-full`) and root certificate ([`tls`]).
+
+mod connect;
+pub mod tls;
 
 use anyhow::Context;
 use diesel_async::AsyncPgConnection;
@@ -8,8 +14,11 @@ use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use futures_util::FutureExt;
 
 use crate::config::DatabaseSettings;
+
+pub use connect::connect;
 
 pub type PgPool = Pool<AsyncPgConnection>;
 pub type PoolError = diesel_async::pooled_connection::deadpool::PoolError;
@@ -29,6 +38,7 @@ pub const OUTBOX_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migratio
 pub fn build_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
+    config.custom_setup = Box::new(|url| connect(url).boxed());
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
         settings.url.clone(),
         config,
@@ -52,12 +62,16 @@ const MIGRATION_LOCK_KEY: i64 = 0x7361_6761_6d69_6772; // "sagamigr"
 /// Runs `migrations` against `url` on a blocking thread (the synchronous migration harness must
 /// not run on an async worker thread), under the migration advisory lock. The lock is taken on
 /// the harness's own connection and released when it closes, also if the process dies.
+///
+/// The connection is opened here, on the caller's runtime, which also drives it while the
+/// harness blocks on it from the blocking thread.
 pub async fn run_migrations(url: &str, migrations: EmbeddedMigrations) -> anyhow::Result<()> {
-    let url = url.to_owned();
+    let conn = connect(url)
+        .await
+        .with_context(|| format!("connecting to {} for migrations", redact(url)))?;
     tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        use diesel::{Connection, RunQueryDsl};
-        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
-            .with_context(|| format!("connecting to {} for migrations", redact(&url)))?;
+        use diesel::RunQueryDsl;
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::from(conn);
         diesel::sql_query("SELECT pg_advisory_lock($1)")
             .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK_KEY)
             .execute(&mut conn)
@@ -75,8 +89,7 @@ pub async fn run_migrations(url: &str, migrations: EmbeddedMigrations) -> anyhow
 /// the server's `postgres` database. Only a missing one is created, from `postgres`; a replica
 /// that loses the race to create it finds it created.
 pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
-    use diesel_async::AsyncConnection;
-    let missing = match AsyncPgConnection::establish(url).await {
+    let missing = match connect(url).await {
         Ok(_) => return Ok(()),
         Err(err) => err.to_string().contains("does not exist"),
     };
@@ -87,7 +100,7 @@ pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
     let (server, name) = split_database_url(url)?;
     let query = url.split_once('?').map(|(_, query)| format!("?{query}"));
     let admin_url = format!("{server}/postgres{}", query.unwrap_or_default());
-    let mut conn = AsyncPgConnection::establish(&admin_url)
+    let mut conn = connect(&admin_url)
         .await
         .with_context(|| format!("connecting to {} to create {name}", redact(&admin_url)))?;
     let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
