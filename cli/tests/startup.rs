@@ -6,7 +6,7 @@
 
 mod system;
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use futures_util::future::join_all;
 use shared::config::DatabaseSettings;
 use system::{SERVICES, build};
@@ -37,7 +37,7 @@ async fn a_service_whose_database_exists_needs_no_createdb_right() {
     init_tracing();
     let role = format!("svc_{}", unique_suffix());
     let db = TestDb::uncreated();
-    let mut admin = AsyncPgConnection::establish(&format!("{}/postgres", server_url()))
+    let mut admin = shared::db::connect(&format!("{}/postgres", server_url()))
         .await
         .unwrap();
     for statement in [

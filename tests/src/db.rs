@@ -1,6 +1,6 @@
 //! A fresh database per test.
 
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::EmbeddedMigrations;
 use shared::config::DatabaseSettings;
 use shared::db::{OUTBOX_MIGRATIONS, PgPool, build_pool, run_migrations};
@@ -27,7 +27,7 @@ impl TestDb {
     pub async fn with_migrations(extra: Vec<EmbeddedMigrations>) -> Self {
         let name = format!("test_{}", crate::unique_suffix());
         let server = server_url();
-        let mut admin = AsyncPgConnection::establish(&format!("{server}/postgres"))
+        let mut admin = shared::db::connect(&format!("{server}/postgres"))
             .await
             .expect("PostgreSQL must be reachable at TEST_PG_URL (see README)");
         diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
@@ -56,7 +56,7 @@ impl TestDb {
 
     /// A dedicated connection (outside the pool).
     pub async fn connect(&self) -> AsyncPgConnection {
-        AsyncPgConnection::establish(&self.url)
+        shared::db::connect(&self.url)
             .await
             .expect("connect to test database")
     }
@@ -74,7 +74,7 @@ impl Drop for TestDb {
                 .build()
                 .ok()?;
             runtime.block_on(async move {
-                let mut admin = AsyncPgConnection::establish(&format!("{}/postgres", server_url()))
+                let mut admin = shared::db::connect(&format!("{}/postgres", server_url()))
                     .await
                     .ok()?;
                 diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))

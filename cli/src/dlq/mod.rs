@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use anyhow::{Context, anyhow, bail};
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use shared::dlq::{
     self, Action, AuditTrail, Filter, OperationError, OperationReport, Operator, Refusal,
@@ -286,7 +286,7 @@ async fn audit_connection(url: &str) -> anyhow::Result<AsyncPgConnection> {
     shared::db::create_database_if_missing(url).await?;
     shared::db::run_migrations(url, shared::db::OUTBOX_MIGRATIONS).await?;
     shared::db::run_migrations(url, MONITOR_MIGRATIONS).await?;
-    AsyncPgConnection::establish(url).await.with_context(|| {
+    shared::db::connect(url).await.with_context(|| {
         format!(
             "connecting to the audit database {}",
             shared::db::redact(url)

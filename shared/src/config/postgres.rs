@@ -56,7 +56,9 @@ pub struct PgServer {
         hide_env_values = true
     )]
     pub password: Option<String>,
-    /// libpq `sslmode` (`disable`, `prefer`); passed on in every URL.
+    /// TLS to the server, as libpq's `sslmode`: disable, allow, prefer (the default: TLS when
+    /// the server offers it), require (TLS, certificate checked only given a root certificate),
+    /// verify-ca (chain checked), verify-full (chain and host name checked).
     #[arg(
         id = "pg_sslmode",
         value_name = "MODE",
@@ -64,6 +66,15 @@ pub struct PgServer {
         env = "PGSSLMODE"
     )]
     pub sslmode: Option<String>,
+    /// PEM file of the root certificate(s) the server's certificate must chain to (verify-ca,
+    /// verify-full; with require it turns checking on).
+    #[arg(
+        id = "pg_sslrootcert",
+        value_name = "FILE",
+        long = "pg-sslrootcert",
+        env = "PGSSLROOTCERT"
+    )]
+    pub sslrootcert: Option<String>,
 }
 
 impl std::fmt::Debug for PgServer {
@@ -83,6 +94,7 @@ impl Default for PgServer {
             user: "postgres".into(),
             password: None,
             sslmode: None,
+            sslrootcert: None,
         }
     }
 }
@@ -101,11 +113,17 @@ impl PgServer {
             Some(password) => format!("{}:{}", encode(&self.user), encode(password)),
             None => encode(&self.user),
         };
-        let query = self
-            .sslmode
-            .as_deref()
-            .map(|mode| format!("?sslmode={}", encode(mode)))
-            .unwrap_or_default();
+        let params: Vec<String> = [
+            ("sslmode", &self.sslmode),
+            ("sslrootcert", &self.sslrootcert),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| value.as_deref().map(|v| format!("{key}={}", encode(v))))
+        .collect();
+        let query = match params.is_empty() {
+            true => String::new(),
+            false => format!("?{}", params.join("&")),
+        };
         let host = encode(&self.host);
         format!(
             "postgres://{credentials}@{host}:{}/{database}{query}",
@@ -212,12 +230,13 @@ mod tests {
             password: Some("p@ss:w/rd".into()),
             host: "db.internal".into(),
             port: 6432,
-            sslmode: Some("disable".into()),
+            sslmode: Some("verify-full".into()),
+            sslrootcert: Some("/etc/ca.pem".into()),
             base_url: None,
         };
         assert_eq!(
             server.service_database_url("order"),
-            "postgres://saga%20app:p%40ss%3Aw%2Frd@db.internal:6432/saga_order?sslmode=disable"
+            "postgres://saga%20app:p%40ss%3Aw%2Frd@db.internal:6432/saga_order?sslmode=verify-full&sslrootcert=%2Fetc%2Fca.pem"
         );
         assert!(!format!("{server:?}").contains("p%40ss"), "{server:?}");
         let based = PgServer {

@@ -105,6 +105,7 @@ impl Cluster {
             user: ROLE.into(),
             password: Some(password.into()),
             sslmode: Some(sslmode.into()),
+            sslrootcert: None,
             base_url: None,
         }
     }
