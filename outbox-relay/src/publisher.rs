@@ -1,7 +1,5 @@
 //! The relay's side of the broker: one connection and one confirm-mode channel per claim loop.
 
-use anyhow::Context;
-use lapin::options::ConfirmSelectOptions;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 use shared::amqp::headers::{self, short};
@@ -21,15 +19,8 @@ impl Publisher {
     /// and enables confirms.
     pub async fn connect(url: &str, topology: &Topology, name: &str) -> anyhow::Result<Self> {
         let connection = connect(url, name).await?;
-        let channel = connection
-            .create_channel()
-            .await
-            .context("opening channel")?;
+        let channel = shared::amqp::publish::confirm_channel(&connection).await?;
         topology.declare_exchanges(&channel).await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .context("enabling publisher confirms")?;
         Ok(Self {
             connection,
             channel,

@@ -12,6 +12,21 @@ use lapin::{Confirmation, PublisherConfirm};
 
 use super::headers::short;
 
+/// A new channel of `connection` in confirm mode: every publisher of this code base (relay,
+/// consumer retries and dead letters, replays) publishes on one of these.
+pub async fn confirm_channel(connection: &lapin::Connection) -> anyhow::Result<Channel> {
+    use anyhow::Context;
+    let channel = connection
+        .create_channel()
+        .await
+        .context("opening channel")?;
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await
+        .context("enabling publisher confirms")?;
+    Ok(channel)
+}
+
 /// How long a batch may wait for its confirms before its outcome counts as unknown.
 pub const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -8,9 +8,7 @@ use std::sync::atomic::Ordering;
 use anyhow::{Context as _, anyhow};
 use futures_util::{FutureExt, StreamExt};
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
-};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -65,14 +63,7 @@ impl Consumer {
             .basic_qos(ctx.settings.prefetch, BasicQosOptions::default())
             .await
             .context("setting prefetch")?;
-        let publisher = connection
-            .create_channel()
-            .await
-            .context("opening channel")?;
-        publisher
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .context("enabling publisher confirms")?;
+        let publisher = amqp::publish::confirm_channel(connection).await?;
         ctx.topology
             .declare_queue(&channel, &self.queue_spec())
             .await?;

@@ -8,7 +8,7 @@ use anyhow::Context;
 use chrono::Utc;
 use lapin::Channel;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, ConfirmSelectOptions};
+use lapin::options::BasicAckOptions;
 use lapin::types::FieldTable;
 use tokio::time::Interval;
 
@@ -47,15 +47,7 @@ impl Operator {
         options: ReplayOptions,
         after_confirm: &(dyn Fn(usize) + Sync),
     ) -> anyhow::Result<OperationReport> {
-        let publisher = self
-            .connection
-            .create_channel()
-            .await
-            .context("opening channel")?;
-        publisher
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .context("enabling confirms")?;
+        let publisher = crate::amqp::publish::confirm_channel(&self.connection).await?;
         let mut replayer = Replayer {
             publisher,
             pacing: pacing(options.rate),
