@@ -1,13 +1,18 @@
-//! CPU time from /proc: the relay process, PostgreSQL, RabbitMQ and the benchmark itself, so a
-//! rate comes with what it cost on the (shared) machine.
+//! CPU time from /proc over a run's window: each process of the system under test, PostgreSQL
+//! and RabbitMQ (whole servers), the benchmark itself, and the machine's busy time, so that a
+//! rate always comes with what it cost on the (shared) machine.
 
+use std::sync::OnceLock;
 use std::time::Instant;
 
+use serde::{Deserialize, Serialize};
+
 /// Cumulative CPU ticks at one instant.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct CpuSample {
     at: Instant,
-    relay: Option<u64>,
+    /// Per process under test; `None` when its /proc entry could not be read.
+    processes: Vec<(String, Option<u64>)>,
     postgres: u64,
     rabbitmq: u64,
     bench: u64,
@@ -15,47 +20,37 @@ pub struct CpuSample {
     machine: u64,
 }
 
+/// CPU-seconds one process under test spent in a window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessCpu {
+    pub name: String,
+    pub secs: f64,
+}
+
 /// CPU-seconds spent between two samples, per party.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CpuUsage {
     pub wall_secs: f64,
-    pub relay_secs: Option<f64>,
+    pub processes: Vec<ProcessCpu>,
     pub postgres_secs: f64,
     pub rabbitmq_secs: f64,
+    /// The benchmark process: load generator, producers, consumer, ceiling publisher.
     pub bench_secs: f64,
     /// Busy CPU of the whole machine.
     pub machine_secs: f64,
 }
 
-impl CpuUsage {
-    /// `secs` as a percentage of one core over the interval.
-    pub fn percent(&self, secs: f64) -> f64 {
-        if self.wall_secs > 0.0 {
-            100.0 * secs / self.wall_secs
-        } else {
-            0.0
-        }
-    }
-
-    /// CPU spent by anything but the parties above: a large figure means something else ran on
-    /// the machine during the run and the rates are not to be trusted.
-    pub fn other_secs(&self) -> f64 {
-        let ours = self.relay_secs.unwrap_or(0.0)
-            + self.postgres_secs
-            + self.rabbitmq_secs
-            + self.bench_secs;
-        (self.machine_secs - ours).max(0.0)
-    }
-}
-
 impl CpuSample {
-    /// Samples now; `relay` is the relay's pid when one runs.
-    pub fn take(relay: Option<u32>) -> Self {
+    /// Samples now; `processes` are the (name, pid) of the processes under test.
+    pub fn take(processes: &[(String, u32)]) -> Self {
         Self {
             at: Instant::now(),
-            relay: relay.and_then(|pid| process_ticks(pid).map(|t| t.own)),
-            // A backend that exits moves its ticks into the postmaster's children counters,
-            // so own + children over all postgres processes does not lose finished sessions.
+            processes: processes
+                .iter()
+                .map(|(name, pid)| (name.clone(), process_ticks(*pid).map(|t| t.own)))
+                .collect(),
+            // A backend that exits moves its ticks into the postmaster's children counters, so
+            // own + children over all postgres processes does not lose finished sessions.
             postgres: ticks_by_comm("postgres"),
             rabbitmq: ticks_by_comm("beam.smp"),
             bench: process_ticks(std::process::id()).map_or(0, |t| t.own),
@@ -63,15 +58,28 @@ impl CpuSample {
         }
     }
 
-    pub fn since(&self, start: &CpuSample, ticks_per_sec: f64) -> CpuUsage {
-        let secs = |end: u64, begin: u64| end.saturating_sub(begin) as f64 / ticks_per_sec;
+    /// What was spent from `start` to this sample.
+    pub fn since(&self, start: &CpuSample) -> CpuUsage {
+        let per_sec = ticks_per_second();
+        let secs = |end: u64, begin: u64| end.saturating_sub(begin) as f64 / per_sec;
+        let processes = self
+            .processes
+            .iter()
+            .map(|(name, end)| {
+                let begin = start
+                    .processes
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .and_then(|(_, ticks)| *ticks);
+                ProcessCpu {
+                    name: name.clone(),
+                    secs: secs(end.unwrap_or(0), begin.unwrap_or(0)),
+                }
+            })
+            .collect();
         CpuUsage {
             wall_secs: self.at.duration_since(start.at).as_secs_f64(),
-            relay_secs: match (self.relay, start.relay) {
-                (Some(end), Some(begin)) => Some(secs(end, begin)),
-                (Some(end), None) => Some(secs(end, 0)),
-                _ => None,
-            },
+            processes,
             postgres_secs: secs(self.postgres, start.postgres),
             rabbitmq_secs: secs(self.rabbitmq, start.rabbitmq),
             bench_secs: secs(self.bench, start.bench),
@@ -80,27 +88,62 @@ impl CpuSample {
     }
 }
 
+impl CpuUsage {
+    /// `secs` as a percentage of one core over the window.
+    pub fn percent(&self, secs: f64) -> f64 {
+        if self.wall_secs > 0.0 {
+            100.0 * secs / self.wall_secs
+        } else {
+            0.0
+        }
+    }
+
+    /// The CPU-seconds of the process under test called `name`, if it was sampled.
+    pub fn process(&self, name: &str) -> Option<f64> {
+        self.processes
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.secs)
+    }
+
+    /// All processes under test together.
+    pub fn processes_secs(&self) -> f64 {
+        self.processes.iter().map(|p| p.secs).sum()
+    }
+
+    /// CPU spent by anything but the parties above: a large figure means something else ran on
+    /// the machine during the window and the rates are not to be trusted.
+    pub fn other_secs(&self) -> f64 {
+        let ours =
+            self.processes_secs() + self.postgres_secs + self.rabbitmq_secs + self.bench_secs;
+        (self.machine_secs - ours).max(0.0)
+    }
+}
+
 /// `getconf CLK_TCK`, the unit of /proc/<pid>/stat times; 100 on every common Linux.
-pub fn ticks_per_second() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok())
-        .and_then(|text| text.trim().parse::<f64>().ok())
-        .filter(|ticks| *ticks > 0.0)
-        .unwrap_or(100.0)
+fn ticks_per_second() -> f64 {
+    static TICKS: OnceLock<f64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|out| String::from_utf8(out.stdout).ok())
+            .and_then(|text| text.trim().parse::<f64>().ok())
+            .filter(|ticks| *ticks > 0.0)
+            .unwrap_or(100.0)
+    })
 }
 
-pub struct Ticks {
-    pub comm: String,
+struct Ticks {
+    comm: String,
     /// utime + stime.
-    pub own: u64,
+    own: u64,
     /// cutime + cstime: reaped children.
-    pub children: u64,
+    children: u64,
 }
 
-pub fn process_ticks(pid: u32) -> Option<Ticks> {
+fn process_ticks(pid: u32) -> Option<Ticks> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is parenthesised and may itself contain spaces or parentheses.
     let open = stat.find('(')?;
@@ -116,7 +159,7 @@ pub fn process_ticks(pid: u32) -> Option<Ticks> {
     })
 }
 
-pub fn ticks_by_comm(comm: &str) -> u64 {
+fn ticks_by_comm(comm: &str) -> u64 {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0;
     };
@@ -132,7 +175,7 @@ pub fn ticks_by_comm(comm: &str) -> u64 {
 
 /// Non-idle ticks summed over all cores, from the first line of /proc/stat (user, nice, system,
 /// idle, iowait, irq, softirq, steal; guest time is already inside user).
-pub fn machine_busy_ticks() -> u64 {
+fn machine_busy_ticks() -> u64 {
     let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
         return 0;
     };

@@ -1,37 +1,39 @@
-//! The machine a benchmark ran on, written next to every figure it produced.
+//! The machine a benchmark ran on, recorded with every figure it produced: without it a rate
+//! means nothing.
 
-/// Where the figures came from; without it a rate means nothing.
-#[derive(Debug, Clone)]
+use serde::{Deserialize, Serialize};
+
+use crate::db::Server;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
     pub cores: String,
     pub cpu_model: String,
     pub memory: String,
     pub kernel: String,
     pub postgres: String,
+    /// The server settings that move the figures (autovacuum above all).
+    pub postgres_settings: String,
     pub rabbitmq: String,
     /// `/proc/loadavg` when the benchmark started: anything else running shows here.
     pub load_average: String,
 }
 
 impl Machine {
-    pub fn probe(postgres: String) -> Self {
+    /// Reads /proc, a few commands and the PostgreSQL `server`.
+    pub async fn probe(server: &Server) -> anyhow::Result<Self> {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let line_value = |text: &str, key: &str| {
-            text.lines()
-                .find(|line| line.starts_with(key))
-                .and_then(|line| line.split_once(':'))
-                .map(|(_, value)| value.trim().to_owned())
-        };
         let memory = line_value(&meminfo, "MemTotal")
             .and_then(|kb| kb.trim_end_matches("kB").trim().parse::<f64>().ok())
             .map(|kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0));
-        Self {
+        Ok(Self {
             cores: command_output("nproc", &[]).unwrap_or_else(unknown),
             cpu_model: line_value(&cpuinfo, "model name").unwrap_or_else(unknown),
             memory: memory.unwrap_or_else(unknown),
             kernel: command_output("uname", &["-r"]).unwrap_or_else(unknown),
-            postgres,
+            postgres: server.version().await?,
+            postgres_settings: server.settings().await?,
             // Needs the Erlang cookie, i.e. a local broker run by the same user; optional.
             rabbitmq: command_output("rabbitmqctl", &["-q", "version"])
                 .map(|version| format!("RabbitMQ {version}"))
@@ -45,8 +47,32 @@ impl Machine {
                         .join(" ")
                 })
                 .unwrap_or_else(unknown),
-        }
+        })
     }
+
+    /// The rows of the results' machine table.
+    pub fn rows(&self) -> Vec<Vec<String>> {
+        [
+            ("Cores (`nproc`)", &self.cores),
+            ("CPU", &self.cpu_model),
+            ("Memory", &self.memory),
+            ("Kernel", &self.kernel),
+            ("PostgreSQL", &self.postgres),
+            ("PostgreSQL settings", &self.postgres_settings),
+            ("RabbitMQ", &self.rabbitmq),
+            ("Load average at start", &self.load_average),
+        ]
+        .into_iter()
+        .map(|(name, value)| vec![name.to_owned(), value.clone()])
+        .collect()
+    }
+}
+
+fn line_value(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .find(|line| line.starts_with(key))
+        .and_then(|line| line.split_once(':'))
+        .map(|(_, value)| value.trim().to_owned())
 }
 
 fn unknown() -> String {

@@ -1,96 +1,139 @@
-//! The benchmark's knobs, read from environment variables (no argument parser: the one command
-//! passes the environment through).
+//! Every knob of both benchmarks, read from environment variables (no argument parser: each
+//! one command passes the environment through). A [`Knobs`] reader records each value it reads,
+//! under its variable's name, so the results list exactly the parameters they were measured
+//! with; what each knob means is in `bench/README.md`.
 
+use std::fmt::Display;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
 use shared::config::{DEFAULT_AMQP_URL, env_or, env_parse};
 
-/// Everything a run depends on, printed into the results so a figure always comes with its
-/// parameters.
+use crate::db::Server;
+
+/// One knob as a run used it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Knob {
+    pub name: String,
+    pub value: String,
+}
+
+/// Reads knobs and remembers them.
+#[derive(Debug, Default)]
+pub struct Knobs {
+    read: Vec<Knob>,
+}
+
+impl Knobs {
+    /// `name` parsed as `T`, `default` when unset.
+    pub fn parse<T>(&mut self, name: &str, default: T) -> anyhow::Result<T>
+    where
+        T: FromStr + Display,
+        T::Err: Display,
+    {
+        let value = env_parse(name, default)?;
+        self.record(name, value.to_string());
+        Ok(value)
+    }
+
+    /// `name` in whole seconds.
+    pub fn secs(&mut self, name: &str, default: u64) -> anyhow::Result<Duration> {
+        self.parse(name, default).map(Duration::from_secs)
+    }
+
+    /// `name` as text; recorded without any password it holds.
+    pub fn text(&mut self, name: &str, default: &str) -> String {
+        let value = env_or(name, default);
+        self.record(name, shared::db::redact(&value));
+        value
+    }
+
+    /// A path; not recorded (where files are says nothing about the figures).
+    pub fn path(
+        &self,
+        name: &str,
+        default: impl FnOnce() -> anyhow::Result<PathBuf>,
+    ) -> anyhow::Result<PathBuf> {
+        match std::env::var_os(name) {
+            Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
+            _ => default(),
+        }
+    }
+
+    fn record(&mut self, name: &str, value: String) {
+        self.read.push(Knob {
+            name: name.to_owned(),
+            value,
+        });
+    }
+
+    /// What was read, in order, then every variable set in the environment that reaches the
+    /// processes under test unchanged (`DB_POOL*`, `CONSUMER_*`, `RELAY_*`, `HTTP_WORKERS`).
+    pub fn finish(self) -> (Vec<Knob>, Vec<Knob>) {
+        let mut passed: Vec<Knob> = std::env::vars()
+            .filter(|(name, _)| {
+                ["DB_POOL", "CONSUMER_", "RELAY_", "HTTP_WORKERS"]
+                    .iter()
+                    .any(|prefix| name.starts_with(prefix))
+            })
+            .filter(|(name, _)| !self.read.iter().any(|knob| knob.name == *name))
+            .map(|(name, value)| Knob {
+                value: shared::db::redact(&value),
+                name,
+            })
+            .collect();
+        passed.sort_by(|a, b| a.name.cmp(&b.name));
+        (self.read, passed)
+    }
+}
+
+/// The knobs of both benchmarks.
 #[derive(Debug, Clone)]
-pub struct Params {
-    /// `BENCH_PG_URL`: the server the benchmark database is created on (no database name).
-    pub pg_server: String,
-    /// `AMQP_URL`: the broker, shared with the relay process.
+pub struct Common {
+    /// `BENCH_PG_URL`: the server the benchmark's databases are created on (no database name).
+    pub server: Server,
+    /// `AMQP_URL`: the broker, for the benchmark and the processes under test.
     pub amqp_url: String,
-    /// `BENCH_ROWS`: rows relayed in the throughput run and messages in the ceiling run.
-    pub rows: usize,
-    /// `RELAY_BATCH_SIZE`: the relay's batch, and the ceiling publisher's confirm window.
-    pub batch_size: usize,
-    /// `RELAY_CLAIMERS`: the relay's concurrent claim loops.
-    pub claimers: usize,
-    /// `BENCH_RATE`: rows per second the latency run commits.
-    pub rate: u32,
-    /// `BENCH_LATENCY_SECS`: how long the latency run produces.
-    pub latency_duration: Duration,
-    /// `BENCH_PRODUCERS`: connections the latency run commits on; one connection alone cannot
-    /// sustain 1,000 synchronous commits a second once the relay and broker share the CPU.
-    pub producers: usize,
-    /// `BENCH_PREFETCH`: the consumer's prefetch.
-    pub prefetch: u16,
-    /// `BENCH_ACK_EVERY`: the consumer acks with `multiple` once per this many deliveries.
-    pub ack_every: u64,
-    /// `BENCH_TIMEOUT_SECS`: deadline for any one wait (a stuck relay fails the run, not hangs it).
-    pub timeout: Duration,
-    /// `RELAY_BIN`: the relay binary; default `outbox-relay` next to this binary.
-    pub relay_bin: PathBuf,
-    /// `BENCH_RESULTS_DIR`: where the markdown results go; default `bench/results`.
+    /// `BENCH_RESULTS_DIR`: where the results go; default `bench/results`.
     pub results_dir: PathBuf,
 }
 
-impl Params {
-    pub fn from_env() -> anyhow::Result<Self> {
-        let relay_bin = match std::env::var_os("RELAY_BIN") {
-            Some(path) if !path.is_empty() => PathBuf::from(path),
-            _ => std::env::current_exe()
-                .context("locating this binary")?
-                .with_file_name("outbox-relay"),
-        };
-        let params = Self {
-            pg_server: env_or("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")
-                .trim_end_matches('/')
-                .to_owned(),
-            amqp_url: env_or("AMQP_URL", DEFAULT_AMQP_URL),
-            rows: env_parse("BENCH_ROWS", 100_000)?,
-            batch_size: env_parse("RELAY_BATCH_SIZE", 500)?,
-            claimers: env_parse("RELAY_CLAIMERS", 2)?,
-            rate: env_parse("BENCH_RATE", 1_000)?,
-            latency_duration: Duration::from_secs(env_parse("BENCH_LATENCY_SECS", 20)?),
-            producers: env_parse("BENCH_PRODUCERS", 8)?,
-            prefetch: env_parse("BENCH_PREFETCH", 1_000)?,
-            ack_every: env_parse("BENCH_ACK_EVERY", 100)?,
-            timeout: Duration::from_secs(env_parse("BENCH_TIMEOUT_SECS", 300)?),
-            relay_bin,
-            results_dir: PathBuf::from(env_or(
-                "BENCH_RESULTS_DIR",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/results"),
-            )),
-        };
-        if params.rows == 0
-            || params.batch_size == 0
-            || params.claimers == 0
-            || params.rate == 0
-            || params.producers == 0
-            || params.prefetch == 0
-            || params.ack_every == 0
-        {
-            bail!(
-                "BENCH_ROWS, RELAY_BATCH_SIZE, RELAY_CLAIMERS, BENCH_RATE, BENCH_PRODUCERS, \
-                 BENCH_PREFETCH and BENCH_ACK_EVERY must be at least 1"
-            );
-        }
-        if params.ack_every > u64::from(params.prefetch) {
-            // More unacked deliveries than the prefetch allows would stall the consumer.
-            bail!("BENCH_ACK_EVERY must not exceed BENCH_PREFETCH");
-        }
-        Ok(params)
-    }
-
-    /// Rows the latency run commits.
-    pub fn latency_rows(&self) -> usize {
-        let rows = u128::from(self.rate) * self.latency_duration.as_millis() / 1_000;
-        usize::try_from(rows).unwrap_or(usize::MAX)
+impl Common {
+    fn read(knobs: &mut Knobs) -> anyhow::Result<Self> {
+        Ok(Self {
+            server: Server::new(&knobs.text("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")),
+            amqp_url: knobs.text("AMQP_URL", DEFAULT_AMQP_URL),
+            results_dir: knobs.path("BENCH_RESULTS_DIR", || {
+                Ok(concat!(env!("CARGO_MANIFEST_DIR"), "/results").into())
+            })?,
+        })
     }
 }
+
+/// Fails naming `names` unless every value is at least 1.
+fn at_least_one(values: &[u64], names: &str) -> anyhow::Result<()> {
+    if values.contains(&0) {
+        bail!("{names} must be at least 1");
+    }
+    Ok(())
+}
+
+/// Fails naming `names` unless every value is finite and positive.
+fn positive(values: &[f64], names: &str) -> anyhow::Result<()> {
+    if values
+        .iter()
+        .any(|value| !value.is_finite() || *value <= 0.0)
+    {
+        bail!("{names} must be positive");
+    }
+    Ok(())
+}
+
+pub use relay::RelayParams;
+pub use saga::{SagaParams, SystemKind};
+
+mod relay;
+mod saga;

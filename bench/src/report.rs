@@ -1,373 +1,326 @@
-//! The figures of one run, the machine they were measured on, and their renderings: a console
-//! summary, the results file and a table for the README.
+//! Results as data, rendered once. Each benchmark fills a serializable results struct and
+//! implements [`Results`] for it, saying which tables its figures make; [`save`] writes the
+//! struct as JSON and its one markdown rendering side by side
+//! (`bench/results/<name>-<date>.{json,md}`). Only figures are rendered here: what they mean is
+//! written once, in `bench/README.md`, which the markdown links.
 
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
 
-pub use bench::machine::Machine;
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
 
 use crate::cpu::CpuUsage;
-use crate::params::Params;
+use crate::machine::Machine;
+use crate::params::Knob;
 
-/// A run that moved a known number of messages from a start instant to the last delivery.
-#[derive(Debug, Clone)]
-pub struct Transfer {
-    pub label: String,
-    pub messages: usize,
-    /// From the start (relay process spawned / publishers started) to the last delivery.
-    pub elapsed: Duration,
-    /// From the first to the last delivery: excludes process start and connection set-up.
-    pub steady: Duration,
-    pub duplicates: usize,
-    pub cpu: CpuUsage,
-}
-
-impl Transfer {
-    pub fn rate(&self) -> f64 {
-        per_second(self.messages, self.elapsed)
-    }
-
-    pub fn steady_rate(&self) -> f64 {
-        per_second(self.messages.saturating_sub(1), self.steady)
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Latency {
-    pub offered_rate: u32,
-    pub committed: usize,
-    pub achieved_rate: f64,
-    pub lag_p99: Duration,
-    pub lag_max: Duration,
-    /// Commit-to-consume latencies, sorted.
-    pub samples: Vec<Duration>,
-    pub duplicates: usize,
-    pub cpu: CpuUsage,
-}
-
-impl Latency {
-    /// Nearest-rank percentile.
-    pub fn percentile(&self, p: f64) -> Duration {
-        percentile(&self.samples, p)
-    }
-}
-
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn ratio(relay: &Transfer, ceiling: &Transfer) -> f64 {
-    if ceiling.rate() > 0.0 {
-        relay.rate() / ceiling.rate()
-    } else {
-        0.0
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Report {
+/// What every run records besides its figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Header {
+    pub benchmark: String,
+    /// UTC date of the run; part of the file names.
     pub date: String,
-    pub params: Params,
     pub machine: Machine,
-    pub body_bytes: f64,
-    pub prefill: Duration,
-    /// One throughput run per way of retiring confirmed rows; the first is the default mode.
-    pub relays: Vec<Transfer>,
-    pub ceilings: Vec<Transfer>,
-    /// The ceiling run with as many publishers as the relay has claimers.
-    pub matching_ceiling: usize,
-    pub latency: Latency,
+    /// Every knob as the run read it.
+    pub knobs: Vec<Knob>,
+    /// Variables set for the processes under test and passed to them unchanged.
+    pub passed: Vec<Knob>,
 }
 
-impl Report {
-    /// `relay`'s rate over the ceiling with as many publishers as claimers.
-    pub fn ratio(&self, relay: &Transfer) -> f64 {
-        ratio(relay, &self.ceilings[self.matching_ceiling])
+impl Header {
+    pub fn new(benchmark: &str, machine: Machine, (knobs, passed): (Vec<Knob>, Vec<Knob>)) -> Self {
+        Self {
+            benchmark: benchmark.to_owned(),
+            date: chrono::Utc::now().format("%Y-%m-%d").to_string(),
+            machine,
+            knobs,
+            passed,
+        }
+    }
+}
+
+/// One table of figures, with an optional caption (a subheading).
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    pub caption: Option<String>,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(caption: Option<&str>, columns: &[&str]) -> Self {
+        Self {
+            caption: caption.map(str::to_owned),
+            columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+            rows: Vec::new(),
+        }
     }
 
-    /// The console summary.
-    pub fn summary(&self) -> String {
-        let mut out = String::new();
-        let p = &self.params;
-        let _ = writeln!(out, "\n== relay benchmark {} ==", self.date);
-        let _ = writeln!(
-            out,
-            "rows {} (~{:.0} B bodies), batch {}, claimers {}, quorum queue, prefill {:.1} s",
-            p.rows,
-            self.body_bytes,
-            p.batch_size,
-            p.claimers,
-            self.prefill.as_secs_f64()
-        );
-        for transfer in self.relays.iter().chain(&self.ceilings) {
-            let _ = writeln!(
-                out,
-                "{:<34} {:>9.0} msg/s  ({:.2} s; steady {:.0} msg/s; duplicates {})",
-                transfer.label,
-                transfer.rate(),
-                transfer.elapsed.as_secs_f64(),
-                transfer.steady_rate(),
-                transfer.duplicates
-            );
-            let _ = writeln!(out, "{:<34} {}", "", cpu_line(&transfer.cpu));
-        }
-        for relay in &self.relays {
-            let _ = writeln!(
-                out,
-                "{} / {}: {:.0} %",
-                relay.label,
-                self.ceilings[self.matching_ceiling].label,
-                self.ratio(relay) * 100.0
-            );
-        }
-        let l = &self.latency;
-        let _ = writeln!(
-            out,
-            "latency at {} rows/s offered ({:.0} achieved, {} rows, start lag p99 {:.1} ms): \
-             p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-            l.offered_rate,
-            l.achieved_rate,
-            l.committed,
-            ms(l.lag_p99),
-            ms(l.percentile(50.0)),
-            ms(l.percentile(90.0)),
-            ms(l.percentile(99.0)),
-            ms(l.percentile(100.0))
-        );
-        let _ = writeln!(out, "{:<34} {}", "", cpu_line(&l.cpu));
-        out
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
     }
+}
 
-    /// The short table for the project README.
-    pub fn readme_table(&self) -> String {
-        let p = &self.params;
-        let l = &self.latency;
-        let ceiling = &self.ceilings[self.matching_ceiling];
-        let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "| Relay benchmark ({}, {} cores, {} rows, batch {}, {} claimers) | |",
-            self.date, self.machine.cores, p.rows, p.batch_size, p.claimers
-        );
-        let _ = writeln!(out, "|---|---|");
-        for relay in &self.relays {
-            let _ = writeln!(
-                out,
-                "| Throughput of the {} (outbox → quorum queue, confirmed) | {:.0} rows/s ({:.0} % of the ceiling) |",
-                relay.label,
-                relay.rate(),
-                self.ratio(relay) * 100.0
-            );
-        }
-        let _ = writeln!(
-            out,
-            "| Broker ceiling (same window, {} publisher{}, no database) | {:.0} msg/s |",
-            p.claimers,
-            if p.claimers == 1 { "" } else { "s" },
-            ceiling.rate()
-        );
-        let _ = writeln!(
-            out,
-            "| Commit → consume latency at {} rows/s, p50 / p99 | {:.1} ms / {:.1} ms |",
-            l.offered_rate,
-            ms(l.percentile(50.0)),
-            ms(l.percentile(99.0))
-        );
-        let _ = writeln!(
-            out,
-            "| Relay CPU at full throughput / at {} rows/s | {} / {} of one core |",
-            l.offered_rate,
-            relay_percent(&self.relays[0].cpu),
-            relay_percent(&l.cpu)
-        );
-        out
+/// A heading with its tables and, after them, short notes (figures in a sentence).
+#[derive(Debug, Clone, Default)]
+pub struct Section {
+    pub heading: String,
+    pub tables: Vec<Table>,
+    pub notes: Vec<String>,
+}
+
+/// A benchmark's results.
+pub trait Results: Serialize {
+    /// `relay` or `saga`: the file names and the command `bash bench/run-<name>.sh`.
+    const NAME: &'static str;
+    const TITLE: &'static str;
+    /// The anchor of the `bench/README.md` section that explains the figures.
+    const README_ANCHOR: &'static str;
+
+    fn header(&self) -> &Header;
+    /// The headline figures: printed at the end of a run and first in the file.
+    fn summary(&self) -> Vec<Table>;
+    /// Everything else, section by section.
+    fn sections(&self) -> Vec<Section>;
+}
+
+/// Writes `<dir>/<name>-<date>.json` and `.md` (a second run on the same day overwrites them);
+/// returns the markdown's path.
+pub fn save<R: Results>(results: &R, dir: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let stem = format!("{}-{}", R::NAME, results.header().date);
+    let json = dir.join(format!("{stem}.json"));
+    let data = serde_json::to_string_pretty(results).context("serializing the results")?;
+    std::fs::write(&json, data + "\n").with_context(|| format!("writing {}", json.display()))?;
+    let markdown_path = dir.join(format!("{stem}.md"));
+    std::fs::write(&markdown_path, markdown(results))
+        .with_context(|| format!("writing {}", markdown_path.display()))?;
+    Ok(markdown_path)
+}
+
+/// The summary tables, for the console.
+pub fn summary<R: Results>(results: &R) -> String {
+    let mut out = String::new();
+    for table in results.summary() {
+        render_table(&mut out, &table);
     }
+    out
+}
 
-    /// The results file.
-    pub fn markdown(&self) -> String {
-        let p = &self.params;
-        let m = &self.machine;
-        let l = &self.latency;
-        let mut out = String::new();
-        let _ = writeln!(out, "# Outbox relay benchmark, {}\n", self.date);
-        let _ = writeln!(
-            out,
-            "Produced by `bash bench/run-relay.sh` (see `bench/README.md` for what is measured).\n"
-        );
-        let _ = writeln!(out, "## Machine\n");
-        let _ = writeln!(out, "| | |\n|---|---|");
-        let _ = writeln!(out, "| Cores (`nproc`) | {} |", m.cores);
-        let _ = writeln!(out, "| CPU | {} |", m.cpu_model);
-        let _ = writeln!(out, "| Memory | {} |", m.memory);
-        let _ = writeln!(out, "| Kernel | {} |", m.kernel);
-        let _ = writeln!(out, "| PostgreSQL | {} |", m.postgres);
-        let _ = writeln!(out, "| RabbitMQ | {} |", m.rabbitmq);
-        let _ = writeln!(out, "| Load average at start | {} |", m.load_average);
-        let _ = writeln!(
-            out,
-            "\nThe relay, PostgreSQL, RabbitMQ and the benchmark (producer and consumer) all share \
-             these cores. *Other CPU* below is what the rest of the machine used during a run; \
-             if it is large, something else competed and the figures are pessimistic.\n"
-        );
-        let _ = writeln!(out, "## Parameters\n");
-        let _ = writeln!(out, "| | |\n|---|---|");
-        let _ = writeln!(out, "| Rows (`BENCH_ROWS`) | {} |", p.rows);
-        let _ = writeln!(
-            out,
-            "| Body | JSON envelope, {:.0} bytes on average, plus a `traceparent` header |",
-            self.body_bytes
-        );
-        let _ = writeln!(
-            out,
-            "| Relay batch = ceiling window (`RELAY_BATCH_SIZE`) | {} |",
-            p.batch_size
-        );
-        let _ = writeln!(
-            out,
-            "| Relay claimers (`RELAY_CLAIMERS`) | {} |",
-            p.claimers
-        );
-        let _ = writeln!(
-            out,
-            "| Queue | quorum, declared by `Topology::declare_queue` |"
-        );
-        let _ = writeln!(
-            out,
-            "| Consumer | prefetch {}, `multiple` ack every {} |",
-            p.prefetch, p.ack_every
-        );
-        let _ = writeln!(
-            out,
-            "| Latency run (`BENCH_RATE`, `BENCH_LATENCY_SECS`, `BENCH_PRODUCERS`) | {} rows/s \
-             for {} s, one row per transaction, on {} connections |",
-            p.rate,
-            p.latency_duration.as_secs(),
-            p.producers
-        );
-        let _ = writeln!(
-            out,
-            "| Pre-fill | {:.1} s (`shared::outbox::enqueue`, 1,000 rows per transaction) |",
-            self.prefill.as_secs_f64()
-        );
-
-        let _ = writeln!(out, "\n## Throughput\n");
-        let _ = writeln!(
-            out,
-            "Wall time runs from the relay process being spawned (or the ceiling publishers \
-             starting) to the consumer receiving the last message; the steady rate is first to \
-             last delivery. CPU is over the same span, in CPU-seconds and % of one core.\n"
-        );
-        let _ = writeln!(
-            out,
-            "| Run | Messages | Wall time | Rate | Steady rate | Duplicates | Relay CPU | \
-             PostgreSQL CPU | RabbitMQ CPU | Bench CPU | Other CPU |"
-        );
-        let _ = writeln!(
-            out,
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-        );
-        for t in self.relays.iter().chain(&self.ceilings) {
-            let relay_cpu = t
-                .cpu
-                .relay_secs
-                .map_or_else(|| "–".to_owned(), |s| cpu_cell(&t.cpu, s));
-            let _ = writeln!(
-                out,
-                "| {} | {} | {:.2} s | {:.0} msg/s | {:.0} msg/s | {} | {} | {} | {} | {} | {} |",
-                t.label,
-                t.messages,
-                t.elapsed.as_secs_f64(),
-                t.rate(),
-                t.steady_rate(),
-                t.duplicates,
-                relay_cpu,
-                cpu_cell(&t.cpu, t.cpu.postgres_secs),
-                cpu_cell(&t.cpu, t.cpu.rabbitmq_secs),
-                cpu_cell(&t.cpu, t.cpu.bench_secs),
-                cpu_cell(&t.cpu, t.cpu.other_secs()),
-            );
+/// The results file.
+pub fn markdown<R: Results>(results: &R) -> String {
+    let header = results.header();
+    let stem = format!("{}-{}", R::NAME, header.date);
+    let mut out = format!("# {}, {}\n\n", R::TITLE, header.date);
+    let _ = writeln!(
+        out,
+        "Produced by `bash bench/run-{}.sh`. What is measured and how to read each table: \
+         [`bench/README.md`](../README.md#{}). The same results as data: \
+         [`{stem}.json`]({stem}.json).\n",
+        R::NAME,
+        R::README_ANCHOR,
+    );
+    let mut sections = vec![Section {
+        heading: "Summary".into(),
+        tables: results.summary(),
+        notes: Vec::new(),
+    }];
+    sections.push(setup_section(header));
+    sections.extend(results.sections());
+    for section in &sections {
+        let _ = writeln!(out, "## {}\n", section.heading);
+        for table in &section.tables {
+            render_table(&mut out, table);
         }
-        let _ = writeln!(out);
-        for relay in &self.relays {
-            for ceiling in &self.ceilings {
-                let _ = writeln!(
-                    out,
-                    "- {} / {}: **{:.0} %**",
-                    relay.label,
-                    ceiling.label,
-                    ratio(relay, ceiling) * 100.0
-                );
+        for note in &section.notes {
+            let _ = writeln!(out, "- {note}");
+        }
+        if !section.notes.is_empty() {
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The machine and the parameters.
+fn setup_section(header: &Header) -> Section {
+    let mut machine = Table::new(Some("Machine"), &["", ""]);
+    machine.rows = header.machine.rows();
+    let mut knobs = Table::new(Some("Parameters"), &["Variable", "Value"]);
+    for knob in &header.knobs {
+        knobs.row(vec![format!("`{}`", knob.name), knob.value.clone()]);
+    }
+    for knob in &header.passed {
+        knobs.row(vec![
+            format!("`{}` (passed through)", knob.name),
+            knob.value.clone(),
+        ]);
+    }
+    Section {
+        heading: "Setup".into(),
+        tables: vec![machine, knobs],
+        notes: Vec::new(),
+    }
+}
+
+fn render_table(out: &mut String, table: &Table) {
+    if let Some(caption) = &table.caption {
+        let _ = writeln!(out, "### {caption}\n");
+    }
+    let line = |cells: &[String]| {
+        let cells: Vec<String> = cells.iter().map(|cell| escape(cell)).collect();
+        format!("| {} |", cells.join(" | "))
+    };
+    let _ = writeln!(out, "{}", line(&table.columns));
+    let _ = writeln!(out, "|{}", "---|".repeat(table.columns.len()));
+    for row in &table.rows {
+        let _ = writeln!(out, "{}", line(row));
+    }
+    out.push('\n');
+}
+
+/// A cell's text on one line, with no `|` that would end it.
+fn escape(cell: &str) -> String {
+    cell.replace('|', "\\|").replace('\n', " ")
+}
+
+/// CPU per run in % of one core over each run's window, one column per party: the processes
+/// under test (by name, in order of first appearance), PostgreSQL, RabbitMQ, the benchmark
+/// process, the rest of the machine, and the machine's total.
+pub fn cpu_table(caption: &str, runs: &[(String, &CpuUsage)]) -> Table {
+    let mut names: Vec<&str> = Vec::new();
+    for (_, cpu) in runs {
+        for process in &cpu.processes {
+            if !names.contains(&process.name.as_str()) {
+                names.push(&process.name);
             }
         }
+    }
+    let mut columns = vec!["run", "window"];
+    columns.extend(names.iter().copied());
+    columns.extend(["PostgreSQL", "RabbitMQ", "benchmark", "other", "machine"]);
+    let mut table = Table::new(Some(caption), &columns);
+    for (label, cpu) in runs {
+        let pct = |secs: f64| format!("{:.0}", cpu.percent(secs));
+        let mut cells = vec![label.clone(), format!("{:.1} s", cpu.wall_secs)];
+        cells.extend(
+            names
+                .iter()
+                .map(|name| cpu.process(name).map_or("–".into(), pct)),
+        );
+        cells.extend(
+            [
+                cpu.postgres_secs,
+                cpu.rabbitmq_secs,
+                cpu.bench_secs,
+                cpu.other_secs(),
+                cpu.machine_secs,
+            ]
+            .map(pct),
+        );
+        table.row(cells);
+    }
+    table
+}
 
-        let _ = writeln!(out, "\n## Latency\n");
-        let _ = writeln!(
-            out,
-            "Commit → consume: the instant the consumer receives the message minus the instant \
-             taken just before the row's COMMIT (so the commit itself is included). Rows are \
-             scheduled at fixed instants from the start; start lag is how late a transaction \
-             began against its schedule.\n"
-        );
-        let _ = writeln!(
-            out,
-            "| Offered | Achieved | Rows | Start lag p99 / max | p50 | p90 | p99 | max | \
-             Duplicates |"
-        );
-        let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        let _ = writeln!(
-            out,
-            "| {} rows/s | {:.0} rows/s | {} | {:.1} / {:.1} ms | {:.1} ms | {:.1} ms | {:.1} ms \
-             | {:.1} ms | {} |",
-            l.offered_rate,
-            l.achieved_rate,
-            l.committed,
-            ms(l.lag_p99),
-            ms(l.lag_max),
-            ms(l.percentile(50.0)),
-            ms(l.percentile(90.0)),
-            ms(l.percentile(99.0)),
-            ms(l.percentile(100.0)),
-            l.duplicates
-        );
-        let _ = writeln!(out, "\nCPU during the latency run: {}\n", cpu_line(&l.cpu));
-        let _ = writeln!(out, "## For the README\n");
-        out.push_str(&self.readme_table());
-        out
+/// `#[serde(with = "bench::report::millis")]`: a `Duration` as (fractional) milliseconds, the
+/// unit every figure uses.
+pub mod millis {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(duration: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_f64(crate::stats::ms(*duration))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let ms = f64::deserialize(deserializer)?;
+        Duration::try_from_secs_f64(ms / 1_000.0).map_err(serde::de::Error::custom)
     }
 }
 
-fn per_second(count: usize, over: Duration) -> f64 {
-    let secs = over.as_secs_f64();
-    if secs > 0.0 { count as f64 / secs } else { 0.0 }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1_000.0
-}
+    #[derive(Serialize)]
+    struct Sample {
+        header: Header,
+    }
 
-fn cpu_cell(cpu: &CpuUsage, secs: f64) -> String {
-    format!("{secs:.1} s ({:.0} %)", cpu.percent(secs))
-}
+    impl Results for Sample {
+        const NAME: &'static str = "sample";
+        const TITLE: &'static str = "Sample benchmark";
+        const README_ANCHOR: &'static str = "sample";
 
-fn relay_percent(cpu: &CpuUsage) -> String {
-    cpu.relay_secs
-        .map_or_else(|| "–".to_owned(), |s| format!("{:.0} %", cpu.percent(s)))
-}
+        fn header(&self) -> &Header {
+            &self.header
+        }
 
-fn cpu_line(cpu: &CpuUsage) -> String {
-    let relay = cpu
-        .relay_secs
-        .map_or_else(String::new, |s| format!("relay {}, ", cpu_cell(cpu, s)));
-    format!(
-        "CPU over {:.1} s: {relay}postgres {}, rabbitmq {}, bench {}, other {}",
-        cpu.wall_secs,
-        cpu_cell(cpu, cpu.postgres_secs),
-        cpu_cell(cpu, cpu.rabbitmq_secs),
-        cpu_cell(cpu, cpu.bench_secs),
-        cpu_cell(cpu, cpu.other_secs())
-    )
+        fn summary(&self) -> Vec<Table> {
+            let mut table = Table::new(None, &["measure", "figure"]);
+            table.row(vec!["a | b".into(), "1\n2".into()]);
+            vec![table]
+        }
+
+        fn sections(&self) -> Vec<Section> {
+            vec![Section {
+                heading: "More".into(),
+                tables: vec![Table::new(Some("Empty"), &["x"])],
+                notes: vec!["a note".into()],
+            }]
+        }
+    }
+
+    fn sample() -> Sample {
+        let machine: Machine = serde_json::from_value(serde_json::json!({
+            "cores": "2", "cpu_model": "cpu", "memory": "1 GiB", "kernel": "k",
+            "postgres": "PostgreSQL 15", "postgres_settings": "fsync=on",
+            "rabbitmq": "RabbitMQ 3", "load_average": "0 0 0"
+        }))
+        .unwrap();
+        let knob = |name: &str| Knob {
+            name: name.into(),
+            value: "1".into(),
+        };
+        let mut header = Header::new("sample", machine, (vec![knob("K")], vec![knob("P")]));
+        header.date = "2026-01-02".into();
+        Sample { header }
+    }
+
+    #[test]
+    fn renders_the_summary_setup_and_sections_once() {
+        let text = markdown(&sample());
+        assert!(
+            text.starts_with("# Sample benchmark, 2026-01-02\n"),
+            "{text}"
+        );
+        assert!(text.contains("[`sample-2026-01-02.json`](sample-2026-01-02.json)"));
+        assert!(text.contains("| a \\| b | 1 2 |"), "{text}");
+        assert!(text.contains("| `K` | 1 |"));
+        assert!(text.contains("| `P` (passed through) | 1 |"));
+        assert!(text.contains("| PostgreSQL settings | fsync=on |"));
+        assert!(
+            text.contains("## More\n\n### Empty\n\n| x |\n|---|\n\n- a note\n"),
+            "{text}"
+        );
+        let order: Vec<usize> = ["## Summary", "## Setup", "## More"]
+            .iter()
+            .map(|heading| text.find(heading).unwrap())
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{text}");
+    }
+
+    #[test]
+    fn saves_the_data_next_to_its_rendering() {
+        let dir = std::env::temp_dir().join(format!("bench-report-{}", std::process::id()));
+        let path = save(&sample(), &dir).unwrap();
+        assert_eq!(path, dir.join("sample-2026-01-02.md"));
+        let json = std::fs::read_to_string(dir.join("sample-2026-01-02.json")).unwrap();
+        let data: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(data["header"]["knobs"][0]["name"], "K");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), markdown(&sample()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -3,7 +3,7 @@
 //! SQL is applied once, in one transaction, recorded in a marker table.
 
 use anyhow::Context;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 
 const SERVICES_SQL: [(&str, &str); 4] = [
     (
@@ -26,7 +26,7 @@ const SERVICES_SQL: [(&str, &str); 4] = [
 
 /// Creates the tables unless an earlier start did.
 pub async fn apply(url: &str) -> anyhow::Result<()> {
-    let mut conn = AsyncPgConnection::establish(url)
+    let mut conn = shared::db::connect(url)
         .await
         .with_context(|| format!("connecting to {}", shared::db::redact(url)))?;
     conn.transaction(async |tx| -> anyhow::Result<()> {

@@ -3,24 +3,35 @@
 
 use std::time::Duration;
 
+use bench::report::millis;
+use bench::stats::percentile;
+use serde::{Deserialize, Serialize};
+
 use crate::load::{Outcome, Run};
 
 /// The generator is too late when its p99 lag exceeds this: the offered rate was not offered.
 const MAX_LAG_P99: Duration = Duration::from_millis(50);
 
-#[derive(Debug, Clone)]
+/// The figures of one run at one rate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Figures {
     pub rate: f64,
     pub arrivals: usize,
     /// Sagas that ended COMPLETED inside the window, per second of it.
     pub completed_per_sec: f64,
+    #[serde(with = "millis")]
     pub p50: Duration,
+    #[serde(with = "millis")]
     pub p95: Duration,
+    #[serde(with = "millis")]
     pub p99: Duration,
+    #[serde(with = "millis")]
     pub max: Duration,
+    #[serde(with = "millis")]
     pub lag_p99: Duration,
     pub backlog_at_end: i64,
     pub backlog_max: i64,
+    #[serde(with = "millis")]
     pub drain: Duration,
     /// The backlog at the end of the window fits in `bound_secs` of arrivals, nothing went
     /// wrong, and the generator kept its schedule.
@@ -78,13 +89,4 @@ impl Figures {
             verdict,
         }
     }
-}
-
-/// The `p` quantile of sorted values (nearest rank).
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }

@@ -5,12 +5,12 @@
 use std::collections::VecDeque;
 
 use anyhow::{Context, bail};
+use bench::params::SagaParams;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use rand::Rng;
 use rand::seq::IndexedRandom;
 use serde_json::{Value, json};
 
-use crate::params::Params;
 use crate::system::Urls;
 
 /// Requests in flight while setting up.
@@ -42,7 +42,7 @@ impl Fixtures {
     pub async fn create(
         client: &reqwest::Client,
         urls: &Urls,
-        params: &Params,
+        params: &SagaParams,
     ) -> anyhow::Result<Self> {
         let products = stream::iter(0..params.products)
             .map(|index| {

@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use bench::cpu::{CpuSample, CpuUsage};
 use serde_json::Value;
 use tokio::task::JoinSet;
 
-use crate::cpu::{CpuSnapshot, CpuSpent};
 use crate::fixtures::Fixtures;
 use crate::system::Urls;
 
@@ -54,7 +54,7 @@ pub struct Run {
     pub backlog_at_end: i64,
     /// From the window's end until the last saga ended.
     pub drain: Duration,
-    pub cpu: CpuSpent,
+    pub cpu: CpuUsage,
 }
 
 pub struct Driver {
@@ -83,7 +83,7 @@ impl Driver {
 
         let in_flight = Arc::new(AtomicI64::new(0));
         let backlog = Arc::new(Mutex::new(Vec::new()));
-        let cpu_start = CpuSnapshot::take(pids);
+        let cpu_start = CpuSample::take(pids);
         let start = Instant::now();
         let sampler = {
             let (in_flight, backlog) = (in_flight.clone(), backlog.clone());
@@ -124,7 +124,7 @@ impl Driver {
         }
         tokio::time::sleep_until(tokio::time::Instant::from_std(start + window)).await;
         let backlog_at_end = in_flight.load(Ordering::SeqCst);
-        let cpu = CpuSnapshot::take(pids).since(&cpu_start);
+        let cpu = CpuSample::take(pids).since(&cpu_start);
         sampler.abort();
         let window_end = Instant::now();
         let at_end = at_end.await;
@@ -220,9 +220,11 @@ impl Saga {
 }
 
 fn terminal(order: &Value) -> Option<Outcome> {
-    match order["status"].as_str()? {
-        "COMPLETED" => Some(Outcome::Completed),
-        status @ ("FAILED" | "CANCELLED") => Some(Outcome::Ended(format!(
+    use order_service::domain::OrderStatus;
+    let status: OrderStatus = order["status"].as_str()?.parse().ok()?;
+    match status {
+        OrderStatus::Completed => Some(Outcome::Completed),
+        status if status.is_terminal() => Some(Outcome::Ended(format!(
             "{status} {}",
             order["failure_code"].as_str().unwrap_or("")
         ))),

@@ -2,44 +2,36 @@
 //! system (four services, the monitor and the relay as separate processes over RabbitMQ)
 //! against the same order flow as one transaction in one database (`saga-monolith`), through
 //! the same HTTP front. Run it with `bash bench/run-saga.sh`; the knobs are environment
-//! variables (see `bench/README.md` and [`params`]).
+//! variables (`bench/README.md`, [`bench::params::SagaParams`]).
 //!
-//! - [`params`]: the knobs.
 //! - [`system`]: the system under test as child processes, with its own databases and prefix.
 //! - [`fixtures`]: products, charged users and coupons, through the HTTP APIs.
 //! - [`load`]: the open-loop generator: POST, then long-poll to the end.
 //! - [`figures`]: throughput, percentiles and the bounded-backlog verdict of one run.
 //! - [`search`]: the maximum sustained rate and the two latency runs.
-//! - [`cpu`]: CPU per process, PostgreSQL, RabbitMQ and the generator.
-//! - [`report`]: the results file and the README table.
+//! - [`results`]: the figures as data, and the tables they make.
 
-mod cpu;
 mod figures;
 mod fixtures;
 mod load;
-mod params;
-mod report;
+mod results;
 mod search;
-mod sql;
 mod system;
 
 use anyhow::Context;
 use bench::machine::Machine;
+use bench::params::SagaParams;
+use bench::report::{self, Header};
 
-use crate::params::Params;
-use crate::report::Report;
+use crate::results::SagaResults;
 use crate::system::System;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let params = Params::from_env()?;
-    let admin = format!("{}/postgres", params.pg_server);
-    let machine = Machine::probe(
-        sql::server_version(&admin)
-            .await
-            .context("connecting to PostgreSQL (BENCH_PG_URL)")?,
-    );
-    let pg_settings = sql::server_settings(&admin).await?;
+    let params = SagaParams::from_env()?;
+    let machine = Machine::probe(&params.common.server)
+        .await
+        .context("asking PostgreSQL (BENCH_PG_URL)")?;
     // Ctrl-C or SIGTERM ends the run, but only after the system is stopped and removed.
     let mut stop = shared::shutdown::Shutdown::from_os_signals();
     let mut systems = Vec::new();
@@ -53,21 +45,14 @@ async fn main() -> anyhow::Result<()> {
         system.stop().await;
         systems.push(outcome.with_context(|| format!("measuring the {} system", kind.label()))?);
     }
-    let report = Report {
-        date: chrono::Utc::now().format("%Y-%m-%d").to_string(),
-        params,
-        machine,
-        pg_settings,
+    let results = SagaResults {
+        header: Header::new("saga", machine, params.knobs.clone()),
+        low_rate: params.low_rate,
+        high_share: params.high_share,
         systems,
     };
-    std::fs::create_dir_all(&report.params.results_dir)?;
-    let path = report
-        .params
-        .results_dir
-        .join(format!("saga-{}.md", report.date));
-    std::fs::write(&path, report.markdown())
-        .with_context(|| format!("writing {}", path.display()))?;
-    println!("{}", report.table());
-    println!("results written to {}", path.display());
+    let path = report::save(&results, &params.common.results_dir)?;
+    println!("{}", report::summary(&results));
+    println!("results written to {} and its .json", path.display());
     Ok(())
 }

@@ -6,16 +6,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use bench::cpu::{CpuSample, CpuUsage};
+use bench::db::Database;
+use bench::params::RelayParams;
+use bench::process::{Logs, Process};
+use bench::stats::percentile;
 use lapin::Connection;
 use shared::outbox::OutboxMessage;
 
+use crate::broker::BenchBroker;
 use crate::ceiling;
 use crate::consumer::{BenchConsumer, Tally};
-use crate::cpu::{CpuSample, ticks_per_second};
-use crate::infra::{BenchBroker, BenchDb, unpublished};
-use crate::params::Params;
-use crate::relay::{MarkMode, RelayProcess};
-use crate::report::{Latency, Transfer, percentile};
+use crate::launch::{self, MarkMode};
+use crate::results::{Latency, Transfer};
 use crate::workload::{self, CommitTimes};
 
 /// How long the relay may take to finish its batch after SIGTERM.
@@ -23,28 +26,29 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// What every run needs.
 pub struct Bench<'a> {
-    pub params: &'a Params,
-    pub db: &'a BenchDb,
+    pub params: &'a RelayParams,
+    pub db: &'a Database,
     pub broker: &'a BenchBroker,
+    logs: &'a Logs,
     /// The consumers' own connection, apart from every publisher's.
     pub consumer_connection: Connection,
-    ticks: f64,
 }
 
 impl<'a> Bench<'a> {
     pub async fn new(
-        params: &'a Params,
-        db: &'a BenchDb,
+        params: &'a RelayParams,
+        db: &'a Database,
         broker: &'a BenchBroker,
+        logs: &'a Logs,
     ) -> anyhow::Result<Self> {
         let consumer_connection =
-            shared::amqp::connect(&params.amqp_url, "relay-bench consumer").await?;
+            shared::amqp::connect(&params.common.amqp_url, "relay-bench consumer").await?;
         Ok(Self {
             params,
             db,
             broker,
+            logs,
             consumer_connection,
-            ticks: ticks_per_second(),
         })
     }
 
@@ -59,12 +63,13 @@ impl<'a> Bench<'a> {
         .await
     }
 
-    fn spawn_relay(&self, mode: MarkMode) -> anyhow::Result<RelayProcess> {
-        RelayProcess::spawn(
+    fn spawn_relay(&self, mode: MarkMode) -> anyhow::Result<Process> {
+        launch::spawn(
             self.params,
             &self.db.url,
             self.broker.topology.prefix(),
             mode,
+            self.logs,
         )
     }
 
@@ -73,14 +78,14 @@ impl<'a> Bench<'a> {
         let mut consumer = self.consumer(None).await?;
         let mut relay = self.spawn_relay(mode)?;
         let started = relay.started;
-        let before = CpuSample::take(Some(relay.pid));
+        let before = sample(Some(&relay));
         tokio::select! {
             waited = consumer.wait_for(messages, self.params.timeout) => {
                 waited.context("throughput run: waiting for the relayed messages")?;
             }
             err = relay.exited() => return Err(err),
         }
-        let after = CpuSample::take(Some(relay.pid));
+        let after = sample(Some(&relay));
         // The relay marks rows after their confirms, so the last marks may trail the last
         // delivery; the latency run must start from an empty backlog.
         tokio::select! {
@@ -94,7 +99,7 @@ impl<'a> Bench<'a> {
             messages,
             started,
             &tally,
-            after.since(&before, self.ticks),
+            after.since(&before),
         )
     }
 
@@ -102,7 +107,9 @@ impl<'a> Bench<'a> {
         let mut conn = self.db.connect().await?;
         let deadline = Instant::now() + self.params.timeout;
         loop {
-            let pending = unpublished(&mut conn).await?;
+            let pending = shared::outbox::unpublished(&mut conn, Duration::ZERO)
+                .await
+                .context("counting unpublished rows")?;
             if pending == 0 {
                 return Ok(());
             }
@@ -123,11 +130,11 @@ impl<'a> Bench<'a> {
         publishers: usize,
     ) -> anyhow::Result<Transfer> {
         let mut consumer = self.consumer(None).await?;
-        let before = CpuSample::take(None);
+        let before = sample(None);
         let started = Instant::now();
         let exchange = self.broker.topology.events_exchange();
         let published = ceiling::publish(
-            &self.params.amqp_url,
+            &self.params.common.amqp_url,
             &exchange,
             rows.clone(),
             self.params.batch_size,
@@ -140,7 +147,7 @@ impl<'a> Bench<'a> {
             .wait_for(rows.len(), self.params.timeout)
             .await
             .context("ceiling run: waiting for the messages")?;
-        let after = CpuSample::take(None);
+        let after = sample(None);
         let tally = consumer.finish().await?;
         let plural = if publishers == 1 { "" } else { "s" };
         transfer(
@@ -148,7 +155,7 @@ impl<'a> Bench<'a> {
             rows.len(),
             started,
             &tally,
-            after.since(&before, self.ticks),
+            after.since(&before),
         )
     }
 
@@ -174,7 +181,7 @@ impl<'a> Bench<'a> {
             err = relay.exited() => return Err(err),
         }
 
-        let before = CpuSample::take(Some(relay.pid));
+        let before = sample(Some(&relay));
         let measured = workload::produce_paced(
             self.db,
             p.producers,
@@ -193,7 +200,7 @@ impl<'a> Bench<'a> {
             }
             err = relay.exited() => return Err(err),
         }
-        let after = CpuSample::take(Some(relay.pid));
+        let after = sample(Some(&relay));
         relay.stop(STOP_GRACE).await?;
         let mut tally = consumer.finish().await?;
 
@@ -205,15 +212,19 @@ impl<'a> Bench<'a> {
             );
         }
         tally.latencies.sort_unstable();
+        let samples = &tally.latencies;
         Ok(Latency {
             offered_rate: p.rate,
             committed: paced.committed,
             achieved_rate: paced.committed as f64 / paced.elapsed.as_secs_f64().max(f64::EPSILON),
-            lag_p99: percentile(&paced.lags, 99.0),
+            lag_p99: percentile(&paced.lags, 0.99),
             lag_max: paced.lags.last().copied().unwrap_or_default(),
-            samples: tally.latencies,
+            p50: percentile(samples, 0.50),
+            p90: percentile(samples, 0.90),
+            p99: percentile(samples, 0.99),
+            max: samples.last().copied().unwrap_or_default(),
             duplicates: tally.duplicates,
-            cpu: after.since(&before, self.ticks),
+            cpu: after.since(&before),
         })
     }
 
@@ -230,19 +241,26 @@ fn transfer(
     messages: usize,
     started: Instant,
     tally: &Tally,
-    cpu: crate::cpu::CpuUsage,
+    cpu: CpuUsage,
 ) -> anyhow::Result<Transfer> {
     let (Some(first), Some(last)) = (tally.first_at, tally.last_at) else {
         bail!("{label}: no message was received");
     };
-    Ok(Transfer {
+    Ok(Transfer::new(
         label,
         messages,
-        elapsed: last.saturating_duration_since(started),
-        steady: last.saturating_duration_since(first),
-        duplicates: tally.duplicates,
+        last.saturating_duration_since(started),
+        last.saturating_duration_since(first),
+        tally.duplicates,
         cpu,
-    })
+    ))
+}
+
+/// CPU now, of the relay too when one runs.
+fn sample(relay: Option<&Process>) -> CpuSample {
+    let processes: Vec<(String, u32)> =
+        relay.map(|r| (r.name.clone(), r.pid)).into_iter().collect();
+    CpuSample::take(&processes)
 }
 
 /// The rows the ceiling publishes: the pre-filled messages as the relay would load them.

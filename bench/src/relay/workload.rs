@@ -6,14 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use bench::db::Database;
 use diesel_async::AsyncConnection;
 use outbox_relay::store::PendingRow;
 use serde::{Deserialize, Serialize};
 use shared::envelope::{Envelope, SagaEvent};
 use shared::outbox::{OutboxMessage, enqueue};
 use uuid::Uuid;
-
-use crate::infra::BenchDb;
 
 /// Rows per pre-fill transaction: large enough that commits do not dominate, small enough to
 /// stay far below PostgreSQL's bind-parameter limit.
@@ -61,7 +60,7 @@ pub fn messages(count: usize) -> anyhow::Result<Vec<OutboxMessage>> {
 }
 
 /// Inserts `messages` through the production enqueue path, one transaction per chunk.
-pub async fn prefill(db: &BenchDb, messages: &[OutboxMessage]) -> anyhow::Result<()> {
+pub async fn prefill(db: &Database, messages: &[OutboxMessage]) -> anyhow::Result<()> {
     let mut conn = db.connect().await?;
     for chunk in messages.chunks(PREFILL_CHUNK) {
         conn.transaction(async |tx| -> anyhow::Result<()> {
@@ -112,7 +111,7 @@ pub struct Paced {
 /// rest of the schedule, so the offered rate is the configured one for as long as the
 /// producers keep up. With `commit_times`, records each row's pre-COMMIT instant.
 pub async fn produce_paced(
-    db: &BenchDb,
+    db: &Database,
     producers: usize,
     rate: u32,
     rows: usize,

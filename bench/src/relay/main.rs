@@ -1,84 +1,86 @@
 //! `relay-bench`: how fast the outbox relay moves committed rows to RabbitMQ, against the
 //! broker's own ceiling for the same publish pattern, and how long a committed row takes to
 //! reach a consumer under a steady load. Run it with `bash bench/run-relay.sh`; the knobs are
-//! environment variables (see `bench/README.md` and [`params`]).
+//! environment variables (`bench/README.md`, [`bench::params::RelayParams`]).
 //!
-//! - [`params`]: the knobs.
-//! - [`infra`]: the run's own database and AMQP prefix, removed at the end.
+//! - [`broker`]: the run's own AMQP prefix, removed at the end.
 //! - [`workload`]: the envelopes, the pre-fill and the paced producer.
-//! - [`relay`]: the relay as a child process.
+//! - [`launch`]: the relay as a child process, in either retention mode.
 //! - [`ceiling`]: the database-free publisher.
 //! - [`consumer`]: counting and latency on the consuming side.
-//! - [`cpu`]: CPU time from /proc.
 //! - [`runs`]: the three measurements.
-//! - [`report`]: the machine, the figures and their renderings.
+//! - [`results`]: the figures as data, and the tables they make.
 
+mod broker;
 mod ceiling;
 mod consumer;
-mod infra;
-mod params;
-mod relay;
-mod report;
+mod launch;
+mod results;
 mod runs;
 mod workload;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use bench::cpu;
+use bench::db::Database;
+use bench::machine::Machine;
+use bench::params::RelayParams;
+use bench::process::Logs;
+use bench::report::{self, Header};
+use shared::db::{OUTBOX_MIGRATIONS, run_migrations};
 
-use crate::infra::{BenchBroker, BenchDb, server_version};
-use crate::params::Params;
-use crate::relay::MarkMode;
-use crate::report::{Machine, Report};
+use crate::broker::BenchBroker;
+use crate::launch::MarkMode;
+use crate::results::RelayResults;
 use crate::runs::Bench;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let params = Params::from_env()?;
+    let params = RelayParams::from_env()?;
+    let server = &params.common.server;
+    let machine = Machine::probe(server).await?;
     let suffix = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-    let db = BenchDb::create(&params.pg_server, &suffix).await?;
+    let db = server.create(&format!("bench_relay_{suffix}")).await?;
     let prefix = format!("bench{suffix}");
-    let broker = match BenchBroker::declare(&params.amqp_url, &prefix).await {
+    let logs = Logs::create(&format!("relay-bench-{suffix}"))?;
+    let broker = match BenchBroker::declare(&params.common.amqp_url, &prefix).await {
         Ok(broker) => broker,
         Err(err) => {
-            cleanup(&db, None).await;
+            cleanup(&params, &db, None, &logs).await;
             return Err(err);
         }
     };
     eprintln!("relay-bench: database {}, AMQP prefix {prefix}", db.name);
 
     let outcome = tokio::select! {
-        outcome = run(&params, &db, &broker) => outcome,
+        outcome = run(&params, &db, &broker, &logs, machine) => outcome,
         // Dropping the run kills the relay child; the cleanup below still happens.
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
-    cleanup(&db, Some(&broker)).await;
-    let report = outcome?;
+    cleanup(&params, &db, Some(&broker), &logs).await;
+    let results = outcome?;
 
-    print!("{}", report.summary());
-    std::fs::create_dir_all(&params.results_dir)
-        .with_context(|| format!("creating {}", params.results_dir.display()))?;
-    let path = params.results_dir.join(format!("relay-{}.md", report.date));
-    std::fs::write(&path, report.markdown())
-        .with_context(|| format!("writing {}", path.display()))?;
-    println!("\nresults written to {}\n", path.display());
-    println!("For the README:\n\n{}", report.readme_table());
+    let path = report::save(&results, &params.common.results_dir)?;
+    println!("\n{}", report::summary(&results));
+    println!("results written to {} and its .json", path.display());
     Ok(())
 }
 
-async fn run(params: &Params, db: &BenchDb, broker: &BenchBroker) -> anyhow::Result<Report> {
-    let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
-    let machine = Machine::probe(server_version(&mut db.connect().await?).await?);
-
+async fn run(
+    params: &RelayParams,
+    db: &Database,
+    broker: &BenchBroker,
+    logs: &Logs,
+    machine: Machine,
+) -> anyhow::Result<RelayResults> {
+    run_migrations(&db.url, OUTBOX_MIGRATIONS).await?;
     let messages = workload::messages(params.rows)?;
     let rows = Arc::new(runs::ceiling_rows(&messages)?);
     drop(messages);
     let body_bytes =
         rows.iter().map(|row| row.body.len()).sum::<usize>() as f64 / rows.len() as f64;
 
-    let bench = Bench::new(params, db, broker).await?;
+    let bench = Bench::new(params, db, broker, logs).await?;
     // Both ways of retiring a confirmed row, each on a fresh backlog of the same messages.
     let mut prefill = Duration::ZERO;
     let mut relays = Vec::new();
@@ -114,10 +116,8 @@ async fn run(params: &Params, db: &BenchDb, broker: &BenchBroker) -> anyhow::Res
     let latency = bench.latency(params.rows as u64).await?;
     bench.close().await;
 
-    Ok(Report {
-        date,
-        params: params.clone(),
-        machine,
+    Ok(RelayResults {
+        header: Header::new("relay", machine, params.knobs.clone()),
         body_bytes,
         prefill,
         relays,
@@ -127,15 +127,21 @@ async fn run(params: &Params, db: &BenchDb, broker: &BenchBroker) -> anyhow::Res
     })
 }
 
-/// Removes the database and the broker objects; a failure here is reported, not fatal, so it
-/// never hides the run's own outcome.
-async fn cleanup(db: &BenchDb, broker: Option<&BenchBroker>) {
+/// Removes the database, the broker objects and the logs; a failure here is reported, not
+/// fatal, so it never hides the run's own outcome.
+async fn cleanup(params: &RelayParams, db: &Database, broker: Option<&BenchBroker>, logs: &Logs) {
     if let Some(broker) = broker
         && let Err(err) = broker.delete().await
     {
         eprintln!("warning: could not delete the benchmark's queues and exchanges: {err:#}");
     }
-    if let Err(err) = db.drop_database().await {
+    if let Err(err) = params
+        .common
+        .server
+        .drop(std::slice::from_ref(&db.name))
+        .await
+    {
         eprintln!("warning: could not drop database {}: {err:#}", db.name);
     }
+    logs.remove();
 }
