@@ -15,12 +15,12 @@ use shared::events::{FailureReason, PricedItem};
 use shared::http::{ApiError, ValidJson};
 use shared::money;
 
-use order_service::domain::{COMPLETED, FAILED, NewOrder, OrderRequest};
+use order_service::domain::{NewOrder, OrderRequest, OrderStatus};
 
 #[derive(Debug, Serialize)]
 struct Placed {
     order_id: i64,
-    status: &'static str,
+    status: OrderStatus,
 }
 
 /// Why the order transaction did not commit.
@@ -46,7 +46,7 @@ pub async fn place(
         .transaction(async |tx| complete_in_one_transaction(tx, &order).await)
         .await;
     let (order_id, status) = match outcome {
-        Ok(id) => (id, COMPLETED),
+        Ok(id) => (id, OrderStatus::Completed),
         Err(Abort::Error(err)) => return Err(err),
         Err(Abort::Refused(reason)) => {
             let id = conn
@@ -56,7 +56,7 @@ pub async fn place(
                     Ok(id)
                 })
                 .await?;
-            (id, FAILED)
+            (id, OrderStatus::Failed)
         }
     };
     Ok(HttpResponse::Created().json(Placed { order_id, status }))
@@ -123,19 +123,13 @@ async fn use_coupon(
         return Err(Abort::Refused(reason));
     }
     let terms = &held.terms;
-    let discount =
-        saga::discount(&terms.discount_type, terms.discount_value, total).ok_or_else(|| {
-            Abort::Error(ApiError::Internal(anyhow::anyhow!(
-                "discount type {}",
-                terms.discount_type
-            )))
-        })?;
+    let discount = saga::discount(terms.discount_type, terms.discount_value, total);
     if !repo::mark_used(tx, user_coupon_id, order_id).await? {
         return Err(Abort::Error(ApiError::Internal(anyhow::anyhow!(
             "user coupon {user_coupon_id} changed under its lock"
         ))));
     }
-    repo::record_usage(tx, user_coupon_id, order_id, repo::USE, discount).await?;
+    repo::record_usage(tx, user_coupon_id, order_id, repo::UsageKind::Use, discount).await?;
     Ok(discount)
 }
 
@@ -158,6 +152,14 @@ async fn pay(
             format!("user {user_id} needs {amount}"),
         )));
     };
-    repo::record(tx, user_id, repo::PAYMENT, amount, Some(order_id), after).await?;
+    repo::record(
+        tx,
+        user_id,
+        repo::LedgerKind::Payment,
+        amount,
+        Some(order_id),
+        after,
+    )
+    .await?;
     Ok(())
 }
