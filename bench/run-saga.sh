@@ -3,11 +3,15 @@
 # monolith reference and benchmark, then runs the benchmark, which starts each system itself as
 # separate processes. Every knob is an environment variable passed through unchanged (see
 # bench/README.md), e.g.
-#   SAGA_BENCH_STEP_SECS=20 SAGA_BENCH_SYSTEMS=distributed bash bench/run-saga.sh
+#   SAGA_BENCH_STEP=20s SAGA_BENCH_SYSTEMS=distributed bash bench/run-saga.sh
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+
+# The figures of record were measured without TLS on loopback, where it would only add its own
+# CPU cost to the hops being measured; PGSSLMODE=prefer (or stricter) measures with it.
+export PGSSLMODE="${PGSSLMODE:-disable}"
 
 cargo build --release -p bench -p outbox-relay -p order-service -p product-service \
   -p coupon-service -p balance-service -p monitor-service

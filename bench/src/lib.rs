@@ -1,5 +1,6 @@
 //! The toolkit both benchmarks share, one piece per mechanism:
 //!
+//! - [`command_line`]: `--help` and `--version` of the three binaries;
 //! - [`params`]: the knobs, read from environment variables and recorded with the results;
 //! - [`db`]: the PostgreSQL server the benchmarks create their databases on;
 //! - [`process`]: a system-under-test binary run as a child process, with its log;
@@ -11,6 +12,7 @@
 //! The binaries are `relay-bench` (`src/relay/`), `saga-bench` (`src/saga/`) and the saga
 //! benchmark's single-database reference `saga-monolith` (`src/monolith/`).
 
+pub mod command_line;
 pub mod cpu;
 pub mod db;
 pub mod machine;

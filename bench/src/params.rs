@@ -39,9 +39,20 @@ impl Knobs {
         Ok(value)
     }
 
-    /// `name` in whole seconds.
-    pub fn secs(&mut self, name: &str, default: u64) -> anyhow::Result<Duration> {
-        self.parse(name, default).map(Duration::from_secs)
+    /// `name` as a duration in the project's one format (`500ms`, `20s`, `5m`), `default`
+    /// when unset. A variable of the old spelling (`{name}_SECS`, `{name}_MS`) is refused,
+    /// naming this one, so an old command line cannot silently run on defaults.
+    pub fn duration(&mut self, name: &str, default: &str) -> anyhow::Result<Duration> {
+        for old in [format!("{name}_SECS"), format!("{name}_MS")] {
+            if std::env::var_os(&old).is_some() {
+                bail!("{old} was renamed {name}, which takes a duration such as 500ms, 20s or 5m");
+            }
+        }
+        let text = env_or(name, default);
+        let value = shared::config::parse_duration(&text)
+            .map_err(|err| anyhow::anyhow!("{name}={text:?}: {err}"))?;
+        self.record(name, humantime::format_duration(value).to_string());
+        Ok(value)
     }
 
     /// `name` as text; recorded without any password it holds.

@@ -11,7 +11,7 @@
 //!
 //! Settings: `MONOLITH_DATABASE_URL` (`postgres://postgres@127.0.0.1:5432/saga_monolith`,
 //! created if missing), `MONOLITH_PORT` (8090), and the services' `HTTP_HOST`, `HTTP_WORKERS`,
-//! `DB_POOL_SIZE`, `DB_POOL_TIMEOUT_MS`.
+//! `DB_POOL_SIZE`, `DB_POOL_TIMEOUT`.
 
 mod place;
 mod schema;
@@ -29,6 +29,10 @@ const NAME: &str = "monolith";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    bench::command_line::parse(
+        "saga-monolith",
+        "The order flow as one transaction in one database, behind the services' HTTP front",
+    );
     shared::telemetry::init(NAME);
     let database = DatabaseSettings::from_env(env_or(
         "MONOLITH_DATABASE_URL",

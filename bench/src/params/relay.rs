@@ -19,7 +19,7 @@ pub struct RelayParams {
     pub claimers: usize,
     /// `BENCH_RATE`
     pub rate: u32,
-    /// `BENCH_LATENCY_SECS`
+    /// `BENCH_LATENCY`
     pub latency_duration: Duration,
     /// `BENCH_PRODUCERS`
     pub producers: usize,
@@ -27,7 +27,7 @@ pub struct RelayParams {
     pub prefetch: u16,
     /// `BENCH_ACK_EVERY`
     pub ack_every: u64,
-    /// `BENCH_TIMEOUT_SECS`
+    /// `BENCH_TIMEOUT`
     pub timeout: Duration,
     /// `RELAY_BIN`
     pub relay_bin: PathBuf,
@@ -44,11 +44,11 @@ impl RelayParams {
             batch_size: knobs.parse("RELAY_BATCH_SIZE", 500)?,
             claimers: knobs.parse("RELAY_CLAIMERS", 2)?,
             rate: knobs.parse("BENCH_RATE", 1_000)?,
-            latency_duration: knobs.secs("BENCH_LATENCY_SECS", 20)?,
+            latency_duration: knobs.duration("BENCH_LATENCY", "20s")?,
             producers: knobs.parse("BENCH_PRODUCERS", 8)?,
             prefetch: knobs.parse("BENCH_PREFETCH", 1_000)?,
             ack_every: knobs.parse("BENCH_ACK_EVERY", 100)?,
-            timeout: knobs.secs("BENCH_TIMEOUT_SECS", 300)?,
+            timeout: knobs.duration("BENCH_TIMEOUT", "5m")?,
             relay_bin: knobs.path("RELAY_BIN", || beside_this_binary("outbox-relay"))?,
             common: Common::read(&mut knobs)?,
             knobs: Default::default(),

@@ -42,9 +42,9 @@ impl SystemKind {
 pub struct SagaParams {
     /// `SAGA_BENCH_SYSTEMS`
     pub systems: Vec<SystemKind>,
-    /// `SAGA_BENCH_STEP_SECS`
+    /// `SAGA_BENCH_STEP`
     pub step: Duration,
-    /// `SAGA_BENCH_LATENCY_SECS`
+    /// `SAGA_BENCH_LATENCY`
     pub latency_run: Duration,
     /// `SAGA_BENCH_LOW_RATE`
     pub low_rate: f64,
@@ -56,7 +56,7 @@ pub struct SagaParams {
     pub max_rate: f64,
     /// `SAGA_BENCH_RESOLUTION`
     pub resolution: f64,
-    /// `SAGA_BENCH_BOUND_SECS`
+    /// `SAGA_BENCH_BOUND`
     pub bound_secs: f64,
     /// `SAGA_BENCH_PRODUCTS`
     pub products: usize,
@@ -66,11 +66,11 @@ pub struct SagaParams {
     pub coupon_percent: f64,
     /// `SAGA_BENCH_MAX_ITEMS`
     pub max_items: usize,
-    /// `SAGA_BENCH_WAIT_MS`
+    /// `SAGA_BENCH_WAIT`
     pub wait_ms: u64,
-    /// `SAGA_BENCH_GIVE_UP_SECS`
+    /// `SAGA_BENCH_GIVE_UP`
     pub give_up: Duration,
-    /// `SAGA_BENCH_READY_SECS`
+    /// `SAGA_BENCH_READY`
     pub ready_timeout: Duration,
     /// `SAGA_BENCH_RUST_LOG`
     pub rust_log: String,
@@ -93,21 +93,22 @@ impl SagaParams {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let params = Self {
             systems,
-            step: knobs.secs("SAGA_BENCH_STEP_SECS", 60)?,
-            latency_run: knobs.secs("SAGA_BENCH_LATENCY_SECS", 60)?,
+            step: knobs.duration("SAGA_BENCH_STEP", "60s")?,
+            latency_run: knobs.duration("SAGA_BENCH_LATENCY", "60s")?,
             low_rate: knobs.parse("SAGA_BENCH_LOW_RATE", 50.0)?,
             high_share: knobs.parse("SAGA_BENCH_HIGH_SHARE", 0.6)?,
             start_rate: knobs.parse("SAGA_BENCH_START_RATE", 100.0)?,
             max_rate: knobs.parse("SAGA_BENCH_MAX_RATE", 5_000.0)?,
             resolution: knobs.parse("SAGA_BENCH_RESOLUTION", 0.05)?,
-            bound_secs: knobs.parse("SAGA_BENCH_BOUND_SECS", 2.0)?,
+            bound_secs: knobs.duration("SAGA_BENCH_BOUND", "2s")?.as_secs_f64(),
             products: knobs.parse("SAGA_BENCH_PRODUCTS", 1_000)?,
             users: knobs.parse("SAGA_BENCH_USERS", 2_000)?,
             coupon_percent: knobs.parse("SAGA_BENCH_COUPON_PERCENT", 10.0)?,
             max_items: knobs.parse("SAGA_BENCH_MAX_ITEMS", 3)?,
-            wait_ms: knobs.parse("SAGA_BENCH_WAIT_MS", 10_000)?,
-            give_up: knobs.secs("SAGA_BENCH_GIVE_UP_SECS", 120)?,
-            ready_timeout: knobs.secs("SAGA_BENCH_READY_SECS", 120)?,
+            wait_ms: u64::try_from(knobs.duration("SAGA_BENCH_WAIT", "10s")?.as_millis())
+                .unwrap_or(u64::MAX),
+            give_up: knobs.duration("SAGA_BENCH_GIVE_UP", "2m")?,
+            ready_timeout: knobs.duration("SAGA_BENCH_READY", "2m")?,
             rust_log: knobs.text("SAGA_BENCH_RUST_LOG", "warn"),
             bin_dir: knobs.path("BENCH_BIN_DIR", binary_dir)?,
             common: Common::read(&mut knobs)?,
@@ -126,7 +127,7 @@ impl SagaParams {
         }
         at_least_one(
             &[self.step.as_secs(), self.latency_run.as_secs()],
-            "SAGA_BENCH_STEP_SECS and SAGA_BENCH_LATENCY_SECS",
+            "SAGA_BENCH_STEP and SAGA_BENCH_LATENCY (at least 1s)",
         )?;
         positive(
             &[
@@ -136,7 +137,7 @@ impl SagaParams {
                 self.resolution,
                 self.bound_secs,
             ],
-            "SAGA_BENCH_LOW_RATE, _START_RATE, _MAX_RATE, _RESOLUTION and _BOUND_SECS",
+            "SAGA_BENCH_LOW_RATE, _START_RATE, _MAX_RATE, _RESOLUTION and _BOUND",
         )?;
         if !(0.0..=1.0).contains(&self.high_share) || self.high_share == 0.0 {
             bail!("SAGA_BENCH_HIGH_SHARE must be in (0, 1]");

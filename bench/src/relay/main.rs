@@ -36,6 +36,10 @@ use crate::runs::Bench;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    bench::command_line::parse(
+        "relay-bench",
+        "The outbox relay against the broker's own publish ceiling",
+    );
     let params = RelayParams::from_env()?;
     let server = &params.common.server;
     let machine = Machine::probe(server).await?;

@@ -28,6 +28,10 @@ use crate::system::System;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    bench::command_line::parse(
+        "saga-bench",
+        "Whole order sagas: the distributed system against its single-database reference",
+    );
     let params = SagaParams::from_env()?;
     let machine = Machine::probe(&params.common.server)
         .await
