@@ -167,11 +167,6 @@ pub async fn serve<A: Args + FromArgMatches>(
     app.run(Shutdown::from_os_signals()).await
 }
 
-/// `postgres://postgres@127.0.0.1:5432/saga_{name}`.
-pub fn default_database_url(name: &str) -> String {
-    PgServer::default().service_database_url(name)
-}
-
 /// Creates the database if missing and runs the outbox/inbox migrations, then the service's.
 pub async fn prepare_database(
     settings: &DatabaseSettings,

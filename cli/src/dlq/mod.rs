@@ -41,17 +41,28 @@ struct Connection {
     /// Consumers whose dead-letter queues to look at (comma-separated).
     #[arg(long, env = "DLQ_CONSUMERS", default_value = dlq::DEFAULT_CONSUMERS, global = true)]
     consumers: String,
-    /// Where replays and purges are audited (the monitor's database).
+    /// Where replays and purges are audited (the monitor's database); default: saga_monitor on
+    /// the server the PG* variables or DATABASE_BASE_URL name.
     #[arg(
         long,
         env = "MONITOR_DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/saga_monitor",
+        hide_env_values = true,
         global = true
     )]
-    audit_database_url: String,
+    audit_database_url: Option<String>,
+    #[command(flatten)]
+    server: shared::config::PgServer,
     /// Machine-readable output.
     #[arg(long, global = true)]
     json: bool,
+}
+
+impl Connection {
+    fn audit_database(&self) -> String {
+        self.audit_database_url
+            .clone()
+            .unwrap_or_else(|| self.server.service_database_url("monitor"))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,7 +206,7 @@ async fn replay(
     };
     // Refused before the audit database is touched.
     request.check().map_err(refused)?;
-    let mut audit = audit_connection(&c.audit_database_url).await?;
+    let mut audit = audit_connection(&c.audit_database()).await?;
     let crash_after = crash_point()?;
     let hook = move |moved: usize| {
         if crash_after == Some(moved) {
@@ -223,7 +234,7 @@ async fn purge(
 ) -> anyhow::Result<()> {
     // Refused before the audit database is touched or a question asked.
     guard::selection(&filter, all).map_err(refused)?;
-    let mut audit = audit_connection(&c.audit_database_url).await?;
+    let mut audit = audit_connection(&c.audit_database()).await?;
     let confirmed = yes || {
         let preview = operator.list(&filter).await?;
         let count: usize = preview.iter().map(|l| l.messages.len()).sum();
