@@ -5,9 +5,11 @@
 //! - `sagactl seed`: demo products, a coupon and charged users, through the services' own APIs.
 //! - `sagactl dlq list|show|replay|purge`: dead-letter operations, audited.
 //! - `sagactl outbox pending`: unpublished outbox rows older than a threshold.
+//! - `sagactl keys generate`: a new event key set (signing, verification and data keys).
 //! - `sagactl verify`: the invariants of docs/invariants.md, checked across all databases.
 
 mod dlq;
+mod keys;
 mod outbox;
 mod seed;
 mod up;
@@ -37,6 +39,8 @@ enum Command {
     Dlq(dlq::DlqArgs),
     /// The outbox as the relay sees it.
     Outbox(outbox::OutboxArgs),
+    /// Event keys: generate a new key set.
+    Keys(keys::KeysArgs),
     /// Check the saga invariants across the service databases; non-zero exit on a violation.
     Verify(verify::VerifyArgs),
 }
@@ -49,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Seed(targets) => seed::run(&targets).await.map(|_| ()),
         Command::Dlq(args) => dlq::run(args).await,
         Command::Outbox(args) => outbox::run(args).await,
+        Command::Keys(args) => keys::run(args),
         Command::Verify(args) => verify::run(args).await,
     }
 }

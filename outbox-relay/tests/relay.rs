@@ -86,6 +86,7 @@ fn pings_consumer(amqp: &AmqpSettings, db: &TestDb) -> Consumer {
         db.pool.clone(),
         fast_consumer_settings(),
         Handlers::new().on::<Ping>(Recorder::default()),
+        testkit::keys::reader(),
     )
 }
 

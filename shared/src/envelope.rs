@@ -16,6 +16,8 @@ pub trait SagaEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
     const TYPE: &'static str;
     /// Routing key on the saga events exchange.
     const ROUTING_KEY: &'static str;
+    /// The one service allowed to emit this type: a consumer refuses it sealed by anyone else.
+    const PRODUCER: &'static str;
     /// Bumped when the payload changes incompatibly.
     const SCHEMA_VERSION: u32 = 1;
 }
@@ -94,6 +96,7 @@ mod tests {
     impl SagaEvent for Ping {
         const TYPE: &'static str = "Ping";
         const ROUTING_KEY: &'static str = "test.ping";
+        const PRODUCER: &'static str = "order";
     }
 
     #[test]

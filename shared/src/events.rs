@@ -62,11 +62,18 @@ impl FailureReason {
     }
 }
 
+/// The services that emit events, by the name they sign with.
+pub const ORDER: &str = "order";
+pub const PRODUCT: &str = "product";
+pub const COUPON: &str = "coupon";
+pub const BALANCE: &str = "balance";
+
 macro_rules! saga_event {
-    ($name:ident, $routing_key:literal) => {
+    ($name:ident, $routing_key:literal, $producer:ident) => {
         impl SagaEvent for $name {
             const TYPE: &'static str = stringify!($name);
             const ROUTING_KEY: &'static str = $routing_key;
+            const PRODUCER: &'static str = $producer;
         }
     };
 }
@@ -76,7 +83,7 @@ macro_rules! saga_event {
 pub struct OrderProcessingStarted {
     pub command: OrderCommand,
 }
-saga_event!(OrderProcessingStarted, "order.processing-started");
+saga_event!(OrderProcessingStarted, "order.processing-started", ORDER);
 
 /// Step 2 succeeded: stock reserved for every item, items priced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,7 +92,7 @@ pub struct StockProcessed {
     pub items: Vec<PricedItem>,
     pub total_amount: Decimal,
 }
-saga_event!(StockProcessed, "stock.processed");
+saga_event!(StockProcessed, "stock.processed", PRODUCT);
 
 /// Step 2 failed: nothing was reserved.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,7 +100,7 @@ pub struct StockFailed {
     pub command: OrderCommand,
     pub reason: FailureReason,
 }
-saga_event!(StockFailed, "stock.failed");
+saga_event!(StockFailed, "stock.failed", PRODUCT);
 
 /// Step 3 succeeded: the coupon (if any) is used.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,7 +111,7 @@ pub struct CouponProcessed {
     pub discount_amount: Decimal,
     pub amount_to_pay: Decimal,
 }
-saga_event!(CouponProcessed, "coupon.processed");
+saga_event!(CouponProcessed, "coupon.processed", COUPON);
 
 /// Step 3 failed: the coupon is untouched; stock must be restored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,7 +121,7 @@ pub struct CouponFailed {
     pub total_amount: Decimal,
     pub reason: FailureReason,
 }
-saga_event!(CouponFailed, "coupon.failed");
+saga_event!(CouponFailed, "coupon.failed", COUPON);
 
 /// Step 4 succeeded: the amount was deducted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,7 +132,7 @@ pub struct BalanceProcessed {
     pub discount_amount: Decimal,
     pub paid_amount: Decimal,
 }
-saga_event!(BalanceProcessed, "balance.processed");
+saga_event!(BalanceProcessed, "balance.processed", BALANCE);
 
 /// Step 4 failed: nothing was deducted; coupon and stock must be restored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,7 +143,7 @@ pub struct BalanceProcessingFailed {
     pub discount_amount: Decimal,
     pub reason: FailureReason,
 }
-saga_event!(BalanceProcessingFailed, "balance.failed");
+saga_event!(BalanceProcessingFailed, "balance.failed", BALANCE);
 
 /// Compensation: the coupon used by this order (if any) is `AVAILABLE` again; stock is next.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,7 +152,7 @@ pub struct CouponRestored {
     pub items: Vec<PricedItem>,
     pub reason: FailureReason,
 }
-saga_event!(CouponRestored, "coupon.restored");
+saga_event!(CouponRestored, "coupon.restored", COUPON);
 
 /// Compensation: the stock reserved for this order is back; the order ends next.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,7 +160,7 @@ pub struct StockRestored {
     pub command: OrderCommand,
     pub reason: FailureReason,
 }
-saga_event!(StockRestored, "stock.restored");
+saga_event!(StockRestored, "stock.restored", PRODUCT);
 
 /// Step 5: the order is `COMPLETED`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,7 +172,7 @@ pub struct OrderCompleted {
     pub discount_amount: Decimal,
     pub paid_amount: Decimal,
 }
-saga_event!(OrderCompleted, "order.completed");
+saga_event!(OrderCompleted, "order.completed", ORDER);
 
 /// The order is `FAILED` after every earlier step was compensated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -174,7 +181,7 @@ pub struct OrderFailed {
     pub user_id: i64,
     pub reason: FailureReason,
 }
-saga_event!(OrderFailed, "order.failed");
+saga_event!(OrderFailed, "order.failed", ORDER);
 
 /// Cancellation of a `COMPLETED` order (docs/design.md#cancellation-of-a-completed-order):
 /// refund the payment first.
@@ -185,7 +192,11 @@ pub struct BalanceRestorationRequested {
     pub paid_amount: Decimal,
     pub reason: FailureReason,
 }
-saga_event!(BalanceRestorationRequested, "balance.restoration-requested");
+saga_event!(
+    BalanceRestorationRequested,
+    "balance.restoration-requested",
+    ORDER
+);
 
 /// The payment of a cancelled order was refunded; the coupon is next.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,7 +206,7 @@ pub struct PaymentRefunded {
     pub refunded_amount: Decimal,
     pub reason: FailureReason,
 }
-saga_event!(PaymentRefunded, "balance.refunded");
+saga_event!(PaymentRefunded, "balance.refunded", BALANCE);
 
 /// The cancelled order was fully compensated and is `CANCELLED`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -204,7 +215,45 @@ pub struct OrderCancelled {
     pub user_id: i64,
     pub refunded_amount: Decimal,
 }
-saga_event!(OrderCancelled, "order.cancelled");
+saga_event!(OrderCancelled, "order.cancelled", ORDER);
+
+/// Every event type with the service that may emit it (the table at the top of this module).
+pub const EMITTED_BY: &[(&str, &str)] = &[
+    (
+        OrderProcessingStarted::TYPE,
+        OrderProcessingStarted::PRODUCER,
+    ),
+    (StockProcessed::TYPE, StockProcessed::PRODUCER),
+    (StockFailed::TYPE, StockFailed::PRODUCER),
+    (CouponProcessed::TYPE, CouponProcessed::PRODUCER),
+    (CouponFailed::TYPE, CouponFailed::PRODUCER),
+    (BalanceProcessed::TYPE, BalanceProcessed::PRODUCER),
+    (
+        BalanceProcessingFailed::TYPE,
+        BalanceProcessingFailed::PRODUCER,
+    ),
+    (CouponRestored::TYPE, CouponRestored::PRODUCER),
+    (StockRestored::TYPE, StockRestored::PRODUCER),
+    (OrderCompleted::TYPE, OrderCompleted::PRODUCER),
+    (OrderFailed::TYPE, OrderFailed::PRODUCER),
+    (
+        BalanceRestorationRequested::TYPE,
+        BalanceRestorationRequested::PRODUCER,
+    ),
+    (PaymentRefunded::TYPE, PaymentRefunded::PRODUCER),
+    (OrderCancelled::TYPE, OrderCancelled::PRODUCER),
+];
+
+/// The service allowed to emit `event_type`, if it is a saga event.
+pub fn producer_of(event_type: &str) -> Option<&'static str> {
+    EMITTED_BY
+        .iter()
+        .find(|(name, _)| *name == event_type)
+        .map(|(_, producer)| *producer)
+}
+
+/// The services that emit saga events: each holds a signing key.
+pub const PRODUCERS: &[&str] = &[ORDER, PRODUCT, COUPON, BALANCE];
 
 /// Every event type name, for topology bindings and tools.
 pub const ALL_EVENT_TYPES: &[&str] = &[
@@ -225,137 +274,4 @@ pub const ALL_EVENT_TYPES: &[&str] = &[
 ];
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashSet;
-    use std::str::FromStr;
-
-    use super::*;
-    use crate::envelope::Envelope;
-
-    fn command() -> OrderCommand {
-        OrderCommand {
-            order_id: 11,
-            user_id: 3,
-            items: vec![OrderLine {
-                product_id: 5,
-                quantity: 2,
-            }],
-            user_coupon_id: Some(8),
-        }
-    }
-
-    fn items() -> Vec<PricedItem> {
-        vec![PricedItem {
-            product_id: 5,
-            quantity: 2,
-            unit_price: Decimal::from_str("600.10").unwrap(),
-        }]
-    }
-
-    fn round_trip<E: SagaEvent + PartialEq + std::fmt::Debug>(event: E) {
-        let envelope = Envelope::new(&event, Some(11)).unwrap();
-        assert_eq!(envelope.event_type, E::TYPE);
-        let back = Envelope::from_bytes(&envelope.to_bytes().unwrap()).unwrap();
-        assert_eq!(back.decode::<E>().unwrap(), event);
-    }
-
-    #[test]
-    fn every_event_round_trips() {
-        let money = |s: &str| Decimal::from_str(s).unwrap();
-        let reason = FailureReason::new("insufficient_balance", "needs 1200.20, has 100.00");
-        round_trip(OrderProcessingStarted { command: command() });
-        round_trip(StockProcessed {
-            command: command(),
-            items: items(),
-            total_amount: money("1200.20"),
-        });
-        round_trip(StockFailed {
-            command: command(),
-            reason: reason.clone(),
-        });
-        round_trip(CouponProcessed {
-            command: command(),
-            items: items(),
-            total_amount: money("1200.20"),
-            discount_amount: money("200.00"),
-            amount_to_pay: money("1000.20"),
-        });
-        round_trip(CouponFailed {
-            command: command(),
-            items: items(),
-            total_amount: money("1200.20"),
-            reason: reason.clone(),
-        });
-        round_trip(BalanceProcessed {
-            command: command(),
-            items: items(),
-            total_amount: money("1200.20"),
-            discount_amount: money("200.00"),
-            paid_amount: money("1000.20"),
-        });
-        round_trip(BalanceProcessingFailed {
-            command: command(),
-            items: items(),
-            total_amount: money("1200.20"),
-            discount_amount: money("200.00"),
-            reason: reason.clone(),
-        });
-        round_trip(CouponRestored {
-            command: command(),
-            items: items(),
-            reason: reason.clone(),
-        });
-        round_trip(StockRestored {
-            command: command(),
-            reason: reason.clone(),
-        });
-        round_trip(OrderCompleted {
-            order_id: 11,
-            user_id: 3,
-            items: items(),
-            total_amount: money("1200.20"),
-            discount_amount: money("200.00"),
-            paid_amount: money("1000.20"),
-        });
-        round_trip(OrderFailed {
-            order_id: 11,
-            user_id: 3,
-            reason: reason.clone(),
-        });
-        round_trip(BalanceRestorationRequested {
-            command: command(),
-            items: items(),
-            paid_amount: money("1000.20"),
-            reason: reason.clone(),
-        });
-        round_trip(PaymentRefunded {
-            command: command(),
-            items: items(),
-            refunded_amount: money("1000.20"),
-            reason,
-        });
-        round_trip(OrderCancelled {
-            order_id: 11,
-            user_id: 3,
-            refunded_amount: money("1000.20"),
-        });
-    }
-
-    #[test]
-    fn money_travels_as_decimal_strings() {
-        let event = StockProcessed {
-            command: command(),
-            items: items(),
-            total_amount: Decimal::from_str("1200.20").unwrap(),
-        };
-        let json = serde_json::to_value(&event).unwrap();
-        assert_eq!(json["total_amount"], serde_json::json!("1200.20"));
-        assert_eq!(json["items"][0]["unit_price"], serde_json::json!("600.10"));
-    }
-
-    #[test]
-    fn type_names_are_unique() {
-        let unique: HashSet<_> = ALL_EVENT_TYPES.iter().collect();
-        assert_eq!(unique.len(), ALL_EVENT_TYPES.len());
-    }
-}
+mod tests;

@@ -10,6 +10,7 @@
 //! - [`dlq`]: list, show, replay and purge dead letters without losing one.
 //! - [`http`]: the error body, a field-naming JSON extractor, health and readiness, pagination.
 //! - [`money`]: two-decimal amounts that accept strings or numbers and never pass through floats.
+//! - [`seal`]: sign and encrypt events at the producer, verify and decrypt them at consumers.
 //! - [`notify`]: LISTEN with reconnect, for commit-time wake-ups.
 //! - [`service`]: runs a service's HTTP server and consumers side by side until shutdown.
 //! - [`config`]: settings from environment variables with working local defaults.
@@ -35,6 +36,7 @@ pub mod money;
 pub mod notify;
 pub mod outbox;
 pub mod schema;
+pub mod seal;
 pub mod service;
 pub mod shutdown;
 pub mod telemetry;

@@ -199,6 +199,10 @@ pub fn describe_common() {
         "consumer_messages_total",
         "Messages consumed by queue, event type and outcome (processed, duplicate, retried, dead_lettered)"
     );
+    describe_counter!(
+        "consumer_unauthenticated_total",
+        "Messages refused and dead-lettered as unauthenticated, by the seal check they failed"
+    );
     describe_histogram!(
         "consumer_handling_seconds",
         Unit::Seconds,

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::envelope::{Envelope, SagaEvent};
 use crate::schema::outbox;
+use crate::seal::Keyring;
 
 /// One event ready to be written to the outbox.
 #[derive(Debug, Clone)]
@@ -53,9 +54,15 @@ struct NewOutboxRow<'a> {
     headers: serde_json::Value,
 }
 
-/// Inserts `messages` as outbox rows on `conn`, which should be inside the caller's transaction.
-/// The insert fires the NOTIFY trigger that wakes the relay at commit.
-pub async fn enqueue(conn: &mut AsyncPgConnection, messages: &[OutboxMessage]) -> QueryResult<()> {
+/// Inserts `messages` as outbox rows on `conn`, which should be inside the caller's transaction,
+/// each body sealed with `keys` (signed by this service, payload encrypted): the table and the
+/// broker never hold a readable payload. The insert fires the NOTIFY trigger that wakes the
+/// relay at commit.
+pub async fn enqueue(
+    conn: &mut AsyncPgConnection,
+    keys: &Keyring,
+    messages: &[OutboxMessage],
+) -> QueryResult<()> {
     if messages.is_empty() {
         return Ok(());
     }
@@ -63,9 +70,9 @@ pub async fn enqueue(conn: &mut AsyncPgConnection, messages: &[OutboxMessage]) -
         .iter()
         .map(|message| {
             let envelope = &message.envelope;
-            let body = envelope
-                .to_bytes()
-                .map_err(|err| diesel::result::Error::SerializationError(Box::new(err)))?;
+            let body = keys
+                .seal(envelope)
+                .map_err(|err| diesel::result::Error::SerializationError(err.into()))?;
             let mut headers = serde_json::Map::new();
             if let Some(traceparent) = &envelope.traceparent {
                 headers.insert(
@@ -99,9 +106,10 @@ pub async fn enqueue(conn: &mut AsyncPgConnection, messages: &[OutboxMessage]) -
 /// Convenience for the common case: one typed event.
 pub async fn enqueue_event<E: SagaEvent>(
     conn: &mut AsyncPgConnection,
+    keys: &Keyring,
     envelope: Envelope,
 ) -> QueryResult<()> {
-    enqueue(conn, &[OutboxMessage::of::<E>(envelope)]).await
+    enqueue(conn, keys, &[OutboxMessage::of::<E>(envelope)]).await
 }
 
 /// An outbox row the relay has not published yet, as an operator reads it.

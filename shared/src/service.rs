@@ -23,6 +23,7 @@ use crate::db::{
     OUTBOX_MIGRATIONS, PgPool, build_pool, create_database_if_missing, redact, run_migrations,
 };
 use crate::http::health::Readiness;
+use crate::seal::{KeySettings, Keyring};
 use crate::shutdown::Shutdown;
 
 /// Everything a service is configured with.
@@ -40,6 +41,8 @@ pub struct ServiceSettings {
     pub database: DatabaseSettings,
     pub amqp: AmqpSettings,
     pub consumer: ConsumerSettings,
+    /// This service's signing key, the producers' verification keys and the data keys.
+    pub keys: Keyring,
 }
 
 /// The options every service shares; the port and database URL are per service and added to
@@ -71,6 +74,8 @@ struct CommonArgs {
     amqp: AmqpSettings,
     #[command(flatten)]
     consumer: ConsumerSettings,
+    #[command(flatten)]
+    keys: KeySettings,
 }
 
 impl ServiceSettings {
@@ -106,12 +111,32 @@ impl ServiceSettings {
 
     /// The settings of service `name` from parsed `matches` of [`Self::command`].
     pub fn from_matches(name: &str, matches: &clap::ArgMatches) -> anyhow::Result<Self> {
+        Self::parse(name, matches, false)
+    }
+
+    /// The settings of service `name` from the environment alone (several services in one
+    /// process, as `sagactl up` runs them for development): with the development key set when
+    /// the environment names no event keys.
+    pub fn from_env(name: &str, default_port: u16) -> anyhow::Result<Self> {
+        crate::config::refuse_renamed_variables()?;
+        let matches = Self::command(name, default_port)
+            .no_binary_name(true)
+            .try_get_matches_from(Vec::<String>::new())?;
+        Self::parse(name, &matches, true)
+    }
+
+    fn parse(name: &str, matches: &clap::ArgMatches, dev_keys: bool) -> anyhow::Result<Self> {
         let common = CommonArgs::from_arg_matches(matches)?;
         let url = matches
             .get_one::<String>("service_database_url")
             .filter(|url| !url.trim().is_empty())
             .cloned()
             .unwrap_or_else(|| common.server.service_database_url(name));
+        let keys = if dev_keys && common.keys.is_empty() {
+            KeySettings::dev()
+        } else {
+            common.keys
+        };
         Ok(Self {
             name: name.to_owned(),
             host: common.host,
@@ -123,17 +148,8 @@ impl ServiceSettings {
             database: DatabaseSettings::new(url, &common.pool),
             amqp: common.amqp,
             consumer: common.consumer.validated()?,
+            keys: keys.load(Some(name)).context("event keys")?,
         })
-    }
-
-    /// The settings of service `name` from the environment alone (several services in one
-    /// process, as `sagactl up` runs them).
-    pub fn from_env(name: &str, default_port: u16) -> anyhow::Result<Self> {
-        crate::config::refuse_renamed_variables()?;
-        let matches = Self::command(name, default_port)
-            .no_binary_name(true)
-            .try_get_matches_from(Vec::<String>::new())?;
-        Self::from_matches(name, &matches)
     }
 }
 
@@ -217,12 +233,14 @@ impl Application {
             pool.clone(),
             settings.consumer.clone(),
             handlers,
+            settings.keys.clone(),
         );
         let readiness = web::Data::new(Readiness {
             pool: pool.clone(),
             broker_connected: vec![consumer.connected_flag()],
         });
         let pool_data = web::Data::new(pool);
+        let keys = web::Data::new(settings.keys.clone());
         crate::metrics::install();
         crate::metrics::describe_common();
         let service_name = web::Data::new(crate::http::metrics::ServiceName(settings.name.clone()));
@@ -236,6 +254,7 @@ impl Application {
                 .app_data(service_name.clone())
                 .route("/metrics", web::get().to(crate::http::metrics::render))
                 .app_data(pool_data.clone())
+                .app_data(keys.clone())
                 .app_data(readiness.clone())
                 .configure(crate::http::configure_extractors)
                 .configure(crate::http::health::configure)

@@ -110,6 +110,7 @@ async fn setup(handler: Scripted) -> Setup {
         db.pool.clone(),
         fast_consumer_settings(),
         handlers.clone(),
+        testkit::keys::reader(),
     )
     .queue_spec();
     amqp.declare(&spec).await;
@@ -145,7 +146,7 @@ async fn publish_envelope(amqp: &TestAmqp, envelope: &Envelope) {
         amqp,
         &id,
         &envelope.event_type,
-        &envelope.to_bytes().expect("bytes"),
+        &testkit::keys::seal(envelope),
     )
     .await;
 }

@@ -51,6 +51,7 @@ async fn amqp_declare(setup: &Setup) {
         setup.db.pool.clone(),
         setup.settings.clone(),
         handlers(setup),
+        testkit::keys::reader(),
     );
     setup.amqp.declare(&probe.queue_spec()).await;
 }
@@ -99,7 +100,7 @@ async fn publish_envelope(amqp: &TestAmqp, envelope: &Envelope) {
         Ping::ROUTING_KEY,
         &envelope.event_id.to_string(),
         &envelope.event_type,
-        &envelope.to_bytes().expect("bytes"),
+        &testkit::keys::seal(envelope),
     )
     .await;
 }
@@ -211,9 +212,9 @@ async fn a_handler_that_always_fails_is_dead_lettered_after_the_configured_attem
         Some(setup.amqp.topology.queue("pings"))
     );
     assert_eq!(
-        message.data,
-        envelope.to_bytes().unwrap(),
-        "body kept intact"
+        testkit::keys::open(&message.data),
+        envelope,
+        "body kept intact: it still opens to the envelope"
     );
     assert_eq!(
         message

@@ -9,7 +9,7 @@ const SECRET: &str = "s3cr3t-never-shown";
 
 /// The variables every service binary takes besides its own `{NAME}_PORT` and
 /// `{NAME}_DATABASE_URL`.
-pub const SERVICE_VARIABLES: [&str; 16] = [
+pub const SERVICE_VARIABLES: [&str; 20] = [
     "HTTP_HOST",
     "HTTP_WORKERS",
     "DB_POOL_SIZE",
@@ -26,6 +26,10 @@ pub const SERVICE_VARIABLES: [&str; 16] = [
     "CONSUMER_CONCURRENCY",
     "CONSUMER_MAX_ATTEMPTS",
     "CONSUMER_RETRY_DELAYS",
+    "EVENT_KEYS",
+    "EVENT_SIGNING_KEY",
+    "EVENT_VERIFY_KEYS",
+    "EVENT_DATA_KEYS",
 ];
 
 /// [`assert_command_line`] for service `name` (`order`, ...): its own variables, the shared
@@ -60,6 +64,8 @@ fn run_command(binary: &str, args: &[&str], command: &mut Command) -> Output {
             format!("amqp://guest:{SECRET}@127.0.0.1:5672/%2f"),
         )
         .env("ADMIN_TOKEN", SECRET)
+        .env("EVENT_SIGNING_KEY", format!("order:k:{SECRET}"))
+        .env("EVENT_DATA_KEYS", format!("d:{SECRET}"))
         .env("RUST_LOG", "info")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

@@ -27,6 +27,7 @@ pub struct Ping {
 impl SagaEvent for Ping {
     const TYPE: &'static str = "TestPing";
     const ROUTING_KEY: &'static str = "test.ping";
+    const PRODUCER: &'static str = shared::events::ORDER;
 }
 
 /// Creates `effects`: one row per handler effect, deliberately without a unique key, so that a
@@ -146,10 +147,11 @@ pub async fn enqueue_pings(db: &TestDb, first: i64, count: i64) -> Vec<Envelope>
         .cloned()
         .map(OutboxMessage::of::<Ping>)
         .collect();
+    let keys = crate::keys::dev(Some(Ping::PRODUCER));
     let mut conn = db.connect().await;
     conn.transaction(async |tx| {
         for chunk in messages.chunks(1_000) {
-            outbox::enqueue(tx, chunk).await?;
+            outbox::enqueue(tx, &keys, chunk).await?;
         }
         Ok::<_, diesel::result::Error>(())
     })
@@ -172,7 +174,14 @@ impl RunningConsumer {
         settings: ConsumerSettings,
         handlers: Handlers,
     ) -> Self {
-        let consumer = Consumer::new(name, amqp, db.pool.clone(), settings, handlers);
+        let consumer = Consumer::new(
+            name,
+            amqp,
+            db.pool.clone(),
+            settings,
+            handlers,
+            crate::keys::reader(),
+        );
         let (trigger, shutdown) = Shutdown::new();
         let task = tokio::spawn(consumer.run(shutdown));
         Self { trigger, task }

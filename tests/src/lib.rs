@@ -5,12 +5,14 @@
 //! one local server and broker without seeing each other. [`TcpProxy`] sits between a client and
 //! the broker and can cut every connection on command. [`eventually`] waits for a condition
 //! with a deadline instead of sleeping. [`clients`] are typed HTTP clients for the services.
+//! [`keys`] seals and opens events with the development key set every service under test uses.
 
 mod amqp;
 pub mod binary;
 pub mod clients;
 mod db;
 pub mod effects;
+pub mod keys;
 mod proxy;
 pub mod service;
 mod wait;

@@ -31,6 +31,7 @@ pub fn service_settings(name: &str, db: &TestDb, amqp: &TestAmqp) -> ServiceSett
             max_attempts: 3,
             retry_delays,
         },
+        keys: crate::keys::dev(Some(name)),
     }
 }
 
@@ -182,14 +183,15 @@ pub async fn outbox_events(db: &TestDb) -> Vec<Envelope> {
             .expect("read outbox");
     rows.into_iter()
         .map(|row| {
-            let envelope = Envelope::from_bytes(&row.body).expect("outbox body is an envelope");
+            let envelope = crate::keys::open(&row.body);
             assert_eq!(envelope.event_type, row.event_type, "row {}", row.id);
             envelope
         })
         .collect()
 }
 
-/// Publishes `envelope` to the events exchange under `routing_key`, as the relay would.
+/// Publishes `envelope` to the events exchange under `routing_key`, sealed by the service that
+/// emits its type, as the relay would.
 pub async fn publish(amqp: &TestAmqp, envelope: &Envelope, routing_key: &str) {
     use lapin::BasicProperties;
     use lapin::options::BasicPublishOptions;
@@ -204,7 +206,7 @@ pub async fn publish(amqp: &TestAmqp, envelope: &Envelope, routing_key: &str) {
                 mandatory: true,
                 ..Default::default()
             },
-            &envelope.to_bytes().expect("envelope bytes"),
+            &crate::keys::seal(envelope),
             BasicProperties::default()
                 .with_message_id(short(&envelope.event_id.to_string()).expect("id"))
                 .with_type(short(&envelope.event_type).expect("type"))

@@ -267,9 +267,10 @@ fn sample(relay: Option<&Process>) -> CpuSample {
 pub fn ceiling_rows(
     messages: &[OutboxMessage],
 ) -> anyhow::Result<Vec<outbox_relay::store::PendingRow>> {
+    let keys = workload::keys()?;
     messages
         .iter()
         .enumerate()
-        .map(|(index, message)| workload::pending_row(index as i64 + 1, message))
+        .map(|(index, message)| workload::pending_row(index as i64 + 1, message, &keys))
         .collect()
 }

@@ -12,6 +12,7 @@ use outbox_relay::store::PendingRow;
 use serde::{Deserialize, Serialize};
 use shared::envelope::{Envelope, SagaEvent};
 use shared::outbox::{OutboxMessage, enqueue};
+use shared::seal::{KeySettings, Keyring};
 use uuid::Uuid;
 
 /// Rows per pre-fill transaction: large enough that commits do not dominate, small enough to
@@ -31,6 +32,13 @@ pub struct BenchEvent {
 impl SagaEvent for BenchEvent {
     const TYPE: &'static str = "BenchOrderPlaced";
     const ROUTING_KEY: &'static str = "bench.order.placed";
+    const PRODUCER: &'static str = shared::events::ORDER;
+}
+
+/// The keys the benchmark seals with, as the order service would: the development key set, so
+/// that the relay forwards bodies of the size and shape production ones have.
+pub fn keys() -> anyhow::Result<Keyring> {
+    KeySettings::dev().load(Some(BenchEvent::PRODUCER))
 }
 
 /// Event ids mapped to the instant just before their transaction's COMMIT, shared with the
@@ -61,10 +69,13 @@ pub fn messages(count: usize) -> anyhow::Result<Vec<OutboxMessage>> {
 
 /// Inserts `messages` through the production enqueue path, one transaction per chunk.
 pub async fn prefill(db: &Database, messages: &[OutboxMessage]) -> anyhow::Result<()> {
+    let keys = keys()?;
     let mut conn = db.connect().await?;
     for chunk in messages.chunks(PREFILL_CHUNK) {
         conn.transaction(async |tx| -> anyhow::Result<()> {
-            enqueue(tx, chunk).await.context("enqueueing a chunk")
+            enqueue(tx, &keys, chunk)
+                .await
+                .context("enqueueing a chunk")
         })
         .await?;
     }
@@ -73,7 +84,7 @@ pub async fn prefill(db: &Database, messages: &[OutboxMessage]) -> anyhow::Resul
 
 /// The row the relay would load for `message`, so the ceiling publisher sends the same bytes
 /// with the same properties (mirrors what `enqueue` stores).
-pub fn pending_row(id: i64, message: &OutboxMessage) -> anyhow::Result<PendingRow> {
+pub fn pending_row(id: i64, message: &OutboxMessage, keys: &Keyring) -> anyhow::Result<PendingRow> {
     let envelope = &message.envelope;
     let mut headers = serde_json::Map::new();
     if let Some(traceparent) = &envelope.traceparent {
@@ -88,7 +99,7 @@ pub fn pending_row(id: i64, message: &OutboxMessage) -> anyhow::Result<PendingRo
         event_type: envelope.event_type.clone(),
         routing_key: message.routing_key.clone(),
         saga_id: envelope.saga_id,
-        body: envelope.to_bytes().context("encoding the envelope")?,
+        body: keys.seal(envelope).context("sealing the envelope")?,
         content_type: shared::amqp::headers::CONTENT_TYPE_JSON.to_owned(),
         headers: serde_json::Value::Object(headers),
         created_at: envelope.occurred_at,
@@ -118,6 +129,7 @@ pub async fn produce_paced(
     first_row: u64,
     commit_times: Option<CommitTimes>,
 ) -> anyhow::Result<Paced> {
+    let keys = keys()?;
     let mut connections = Vec::with_capacity(producers);
     for _ in 0..producers {
         connections.push(db.connect().await?);
@@ -125,7 +137,7 @@ pub async fn produce_paced(
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for (worker, mut conn) in connections.into_iter().enumerate() {
-        let commit_times = commit_times.clone();
+        let (commit_times, keys) = (commit_times.clone(), keys.clone());
         tasks.spawn(async move {
             let mut lags = Vec::new();
             let mut last_commit = start;
@@ -137,7 +149,7 @@ pub async fn produce_paced(
                 let message = message(first_row + index as u64)?;
                 let event_id = message.envelope.event_id;
                 conn.transaction(async |tx| -> anyhow::Result<()> {
-                    enqueue(tx, std::slice::from_ref(&message))
+                    enqueue(tx, &keys, std::slice::from_ref(&message))
                         .await
                         .context("enqueueing one row")?;
                     // Last thing before the COMMIT: the latency includes the commit itself, as a

@@ -18,6 +18,7 @@ use shared::dlq::{
     self, Action, AuditTrail, Filter, OperationError, OperationReport, Operator, Refusal,
     ReplayOptions, Request, guard,
 };
+use shared::seal::KeySettings;
 
 mod render;
 
@@ -52,6 +53,9 @@ struct Connection {
     audit_database_url: Option<String>,
     #[command(flatten)]
     server: shared::config::PgServer,
+    /// With keys, list and show decrypt the payloads and say whose signature verified.
+    #[command(flatten)]
+    keys: KeySettings,
     /// Machine-readable output.
     #[arg(long, global = true)]
     json: bool,
@@ -141,7 +145,14 @@ impl From<FilterArgs> for Filter {
 pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
     let c = &args.connection;
     let consumers = dlq::consumers_from(&c.consumers);
-    let operator = Operator::connect(&c.amqp_url, &c.prefix, consumers).await?;
+    let keys = if c.keys.is_empty() {
+        None
+    } else {
+        Some(c.keys.load(None).context("event keys")?)
+    };
+    let operator = Operator::connect(&c.amqp_url, &c.prefix, consumers)
+        .await?
+        .with_keys(keys);
     match args.command {
         DlqCommand::List(filter) => list(&operator, &filter.into(), c.json).await,
         DlqCommand::Show { event_id } => show(&operator, &event_id, c.json).await,

@@ -83,6 +83,19 @@ pub fn letter(letter: &DeadLetter) {
         "error:           {}",
         letter.error.as_deref().unwrap_or("-")
     );
+    if let Some(by) = &letter.sealed_by {
+        println!("sealed by:       {by} (signature verified)");
+    }
+    if let Some(error) = &letter.seal_error {
+        println!("seal:            does not open: {error}");
+    }
+    if let Some(payload) = &letter.payload {
+        println!("payload (decrypted):");
+        println!(
+            "{}",
+            serde_json::to_string_pretty(payload).unwrap_or_default()
+        );
+    }
     println!("headers:");
     for (key, value) in &letter.headers {
         println!("  {key}: {value}");

@@ -17,6 +17,7 @@ async fn admin_app(s: &System) -> TestApp {
         amqp: s.amqp.settings(),
         consumers: vec![PRODUCT.into()],
         purge_dir: std::env::temp_dir(),
+        keys: None,
     };
     let settings = service_settings(MONITOR, &s.dbs[MONITOR], &s.amqp);
     let app = TestApp::start(

@@ -16,15 +16,15 @@ async fn a_committed_row_is_published_with_its_properties_and_a_rolled_back_row_
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into(),
         ));
     let rolled_back = Envelope::new(&Ping { n: 2 }, Some(43)).unwrap();
-    let mut conn = db.connect().await;
+    let (mut conn, keys) = (db.connect().await, testkit::keys::dev(Some("order")));
     let message = OutboxMessage::of::<Ping>(committed.clone());
-    conn.transaction(async |tx| outbox::enqueue(tx, &[message]).await)
+    conn.transaction(async |tx| outbox::enqueue(tx, &keys, &[message]).await)
         .await
         .unwrap();
     let message = OutboxMessage::of::<Ping>(rolled_back.clone());
     let aborted: Result<(), diesel::result::Error> = conn
         .transaction(async |tx| {
-            outbox::enqueue(tx, &[message]).await?;
+            outbox::enqueue(tx, &keys, &[message]).await?;
             Err(diesel::result::Error::RollbackTransaction)
         })
         .await;
@@ -38,9 +38,9 @@ async fn a_committed_row_is_published_with_its_properties_and_a_rolled_back_row_
     let message = &received[0];
     let properties = &message.properties;
     assert_eq!(
-        message.data,
-        committed.to_bytes().unwrap(),
-        "body byte for byte"
+        testkit::keys::open(&message.data),
+        committed,
+        "the sealed body opens to what was committed"
     );
     assert_eq!(message.routing_key.as_str(), Ping::ROUTING_KEY);
     assert_eq!(
@@ -70,7 +70,7 @@ async fn a_committed_row_is_published_with_its_properties_and_a_rolled_back_row_
     // never existed for the relay.
     let later = enqueue_pings(&db, 3, 1).await;
     let next = amqp.take(&probe, 1, DEADLINE).await;
-    assert_eq!(next[0].data, later[0].to_bytes().unwrap());
+    assert_eq!(testkit::keys::open(&next[0].data), later[0]);
     wait_until_published(&db).await;
     assert_eq!(amqp.depth(&probe).await, 0);
     assert_eq!(
@@ -99,7 +99,7 @@ async fn a_commit_is_published_on_notify_without_waiting_for_the_poll() {
     // The relay is now idle until a notification or the 10-minute poll.
     let second = enqueue_pings(&db, 2, 1).await;
     let received = amqp.take(&probe, 1, Duration::from_secs(10)).await;
-    assert_eq!(received[0].data, second[0].to_bytes().unwrap());
+    assert_eq!(testkit::keys::open(&received[0].data), second[0]);
     relay.stop().await;
 }
 
@@ -111,9 +111,11 @@ async fn an_unroutable_row_stays_pending_with_its_error_until_a_queue_is_bound()
     let envelope = Envelope::new(&Ping { n: 1 }, Some(1)).unwrap();
     let mut conn = db.connect().await;
     let message = OutboxMessage::with_routing_key(envelope.clone(), "nobody.listens");
-    conn.transaction(async |tx| outbox::enqueue(tx, &[message]).await)
-        .await
-        .unwrap();
+    conn.transaction(async |tx| {
+        outbox::enqueue(tx, &testkit::keys::dev(Some("order")), &[message]).await
+    })
+    .await
+    .unwrap();
 
     let relay = InProcessRelay::start(relay_settings(&db, amqp.settings()));
     eventually_async(DEADLINE, "a recorded failed attempt", || async {
@@ -129,7 +131,7 @@ async fn an_unroutable_row_stays_pending_with_its_error_until_a_queue_is_bound()
 
     let probe = amqp.probe("nobody.#").await;
     let received = amqp.take(&probe, 1, DEADLINE).await;
-    assert_eq!(received[0].data, envelope.to_bytes().unwrap());
+    assert_eq!(testkit::keys::open(&received[0].data), envelope);
     wait_until_published(&db).await;
     relay.stop().await;
 }

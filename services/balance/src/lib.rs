@@ -24,5 +24,10 @@ pub const DEFAULT_PORT: u16 = 8084;
 /// Prepares the database and binds the service.
 pub async fn build(settings: &ServiceSettings) -> anyhow::Result<Application> {
     let pool = prepare_database(&settings.database, MIGRATIONS).await?;
-    Application::build(settings, pool, saga::handlers(), routes::configure)
+    Application::build(
+        settings,
+        pool,
+        saga::handlers(&settings.keys),
+        routes::configure,
+    )
 }

@@ -20,6 +20,7 @@ use shared::events::{
 };
 use shared::money;
 use shared::outbox::enqueue_event;
+use shared::seal::Keyring;
 
 use crate::repo;
 
@@ -33,14 +34,16 @@ fn locked_user(envelope: &Envelope) -> i64 {
         .unwrap_or_default()
 }
 
-pub fn handlers() -> Handlers {
+pub fn handlers(keys: &Keyring) -> Handlers {
     Handlers::new()
-        .on::<CouponProcessed>(Pay)
-        .on::<BalanceRestorationRequested>(Refund)
+        .on::<CouponProcessed>(Pay { keys: keys.clone() })
+        .on::<BalanceRestorationRequested>(Refund { keys: keys.clone() })
         .batched_by(BATCH, locked_user)
 }
 
-struct Pay;
+struct Pay {
+    keys: Keyring,
+}
 
 #[async_trait]
 impl EventHandler<CouponProcessed> for Pay {
@@ -50,6 +53,7 @@ impl EventHandler<CouponProcessed> for Pay {
         envelope: &Envelope,
         event: CouponProcessed,
     ) -> Result<(), HandlerError> {
+        let keys = &self.keys;
         let order_id = event.command.order_id;
         let user_id = event.command.user_id;
         let amount = money::validate(event.amount_to_pay)
@@ -84,7 +88,7 @@ impl EventHandler<CouponProcessed> for Pay {
                     discount_amount: event.discount_amount,
                     paid_amount: amount,
                 };
-                enqueue_event::<BalanceProcessed>(conn, envelope.follow_up(&next)?).await?;
+                enqueue_event::<BalanceProcessed>(conn, keys, envelope.follow_up(&next)?).await?;
             }
             None => {
                 let has = repo::balance(conn, user_id).await?;
@@ -102,14 +106,17 @@ impl EventHandler<CouponProcessed> for Pay {
                     discount_amount: event.discount_amount,
                     reason,
                 };
-                enqueue_event::<BalanceProcessingFailed>(conn, envelope.follow_up(&next)?).await?;
+                enqueue_event::<BalanceProcessingFailed>(conn, keys, envelope.follow_up(&next)?)
+                    .await?;
             }
         }
         Ok(())
     }
 }
 
-struct Refund;
+struct Refund {
+    keys: Keyring,
+}
 
 #[async_trait]
 impl EventHandler<BalanceRestorationRequested> for Refund {
@@ -119,6 +126,7 @@ impl EventHandler<BalanceRestorationRequested> for Refund {
         envelope: &Envelope,
         event: BalanceRestorationRequested,
     ) -> Result<(), HandlerError> {
+        let keys = &self.keys;
         let order_id = event.command.order_id;
         let user_id = event.command.user_id;
         if repo::order_entry(conn, order_id, repo::LedgerKind::Refund)
@@ -147,7 +155,7 @@ impl EventHandler<BalanceRestorationRequested> for Refund {
             refunded_amount: money::normalize(paid),
             reason: event.reason,
         };
-        enqueue_event::<PaymentRefunded>(conn, envelope.follow_up(&next)?).await?;
+        enqueue_event::<PaymentRefunded>(conn, keys, envelope.follow_up(&next)?).await?;
         Ok(())
     }
 }

@@ -90,6 +90,7 @@ async fn start_service(db: &TestDb, amqp: &TestAmqp, collector_port: u16) -> Chi
         .env("BALANCE_PORT", port.to_string())
         .env("AMQP_URL", &amqp.url)
         .env("AMQP_PREFIX", &amqp.prefix)
+        .env("EVENT_KEYS", "dev")
         .env(
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             format!("http://127.0.0.1:{collector_port}"),
@@ -145,7 +146,7 @@ async fn publish_in_trace(amqp: &TestAmqp) {
             amqp.topology.events_exchange().as_str().into(),
             CouponProcessed::ROUTING_KEY.into(),
             BasicPublishOptions::default(),
-            &envelope.to_bytes().unwrap(),
+            &testkit::keys::seal(&envelope),
             BasicProperties::default()
                 .with_message_id(envelope.event_id.to_string().as_str().into())
                 .with_type(CouponProcessed::TYPE.into())

@@ -21,6 +21,7 @@ use shared::events::{
 };
 use shared::money;
 use shared::outbox::enqueue_event;
+use shared::seal::Keyring;
 
 use crate::repo::{self, CouponStatus, DiscountType, Held, UsageKind};
 
@@ -34,11 +35,11 @@ fn locked_user_coupon(envelope: &Envelope) -> i64 {
         .unwrap_or_default()
 }
 
-pub fn handlers() -> Handlers {
+pub fn handlers(keys: &Keyring) -> Handlers {
     Handlers::new()
-        .on::<StockProcessed>(UseCoupon)
-        .on::<BalanceProcessingFailed>(RestoreCoupon)
-        .on::<PaymentRefunded>(RestoreCoupon)
+        .on::<StockProcessed>(UseCoupon { keys: keys.clone() })
+        .on::<BalanceProcessingFailed>(RestoreCoupon { keys: keys.clone() })
+        .on::<PaymentRefunded>(RestoreCoupon { keys: keys.clone() })
         .batched_by(BATCH, locked_user_coupon)
 }
 
@@ -79,7 +80,9 @@ pub fn refusal(held: &Held, user_id: i64) -> Option<FailureReason> {
     None
 }
 
-struct UseCoupon;
+struct UseCoupon {
+    keys: Keyring,
+}
 
 #[async_trait]
 impl EventHandler<StockProcessed> for UseCoupon {
@@ -89,11 +92,12 @@ impl EventHandler<StockProcessed> for UseCoupon {
         envelope: &Envelope,
         event: StockProcessed,
     ) -> Result<(), HandlerError> {
+        let keys = &self.keys;
         let order_id = event.command.order_id;
         let total = money::validate(event.total_amount)
             .map_err(|err| HandlerError::permanent(anyhow::anyhow!("total_amount {err}")))?;
         let Some(user_coupon_id) = event.command.user_coupon_id else {
-            return processed(conn, envelope, event, total, Decimal::ZERO).await;
+            return processed(conn, keys, envelope, event, total, Decimal::ZERO).await;
         };
         let held = repo::lock_for_order(conn, user_coupon_id).await?;
         // Checked under the lock, so that a concurrent message for this step that committed
@@ -106,10 +110,10 @@ impl EventHandler<StockProcessed> for UseCoupon {
                 "coupon_not_found",
                 format!("user coupon {user_coupon_id} does not exist"),
             );
-            return failed(conn, envelope, event, total, reason).await;
+            return failed(conn, keys, envelope, event, total, reason).await;
         };
         if let Some(reason) = refusal(&held, event.command.user_id) {
-            return failed(conn, envelope, event, total, reason).await;
+            return failed(conn, keys, envelope, event, total, reason).await;
         }
         let terms = &held.terms;
         let discount = discount(terms.discount_type, terms.discount_value, total);
@@ -120,12 +124,13 @@ impl EventHandler<StockProcessed> for UseCoupon {
             )));
         }
         repo::record_usage(conn, user_coupon_id, order_id, UsageKind::Use, discount).await?;
-        processed(conn, envelope, event, total, discount).await
+        processed(conn, keys, envelope, event, total, discount).await
     }
 }
 
 async fn processed(
     conn: &mut AsyncPgConnection,
+    keys: &Keyring,
     envelope: &Envelope,
     event: StockProcessed,
     total: Decimal,
@@ -138,12 +143,13 @@ async fn processed(
         discount_amount: money::normalize(discount),
         amount_to_pay: money::normalize(total - discount),
     };
-    enqueue_event::<CouponProcessed>(conn, envelope.follow_up(&next)?).await?;
+    enqueue_event::<CouponProcessed>(conn, keys, envelope.follow_up(&next)?).await?;
     Ok(())
 }
 
 async fn failed(
     conn: &mut AsyncPgConnection,
+    keys: &Keyring,
     envelope: &Envelope,
     event: StockProcessed,
     total: Decimal,
@@ -155,11 +161,13 @@ async fn failed(
         total_amount: total,
         reason,
     };
-    enqueue_event::<CouponFailed>(conn, envelope.follow_up(&next)?).await?;
+    enqueue_event::<CouponFailed>(conn, keys, envelope.follow_up(&next)?).await?;
     Ok(())
 }
 
-struct RestoreCoupon;
+struct RestoreCoupon {
+    keys: Keyring,
+}
 
 #[async_trait]
 impl EventHandler<BalanceProcessingFailed> for RestoreCoupon {
@@ -169,7 +177,16 @@ impl EventHandler<BalanceProcessingFailed> for RestoreCoupon {
         envelope: &Envelope,
         event: BalanceProcessingFailed,
     ) -> Result<(), HandlerError> {
-        restore(conn, envelope, event.command, event.items, event.reason).await
+        let keys = &self.keys;
+        restore(
+            conn,
+            keys,
+            envelope,
+            event.command,
+            event.items,
+            event.reason,
+        )
+        .await
     }
 }
 
@@ -181,7 +198,16 @@ impl EventHandler<PaymentRefunded> for RestoreCoupon {
         envelope: &Envelope,
         event: PaymentRefunded,
     ) -> Result<(), HandlerError> {
-        restore(conn, envelope, event.command, event.items, event.reason).await
+        let keys = &self.keys;
+        restore(
+            conn,
+            keys,
+            envelope,
+            event.command,
+            event.items,
+            event.reason,
+        )
+        .await
     }
 }
 
@@ -189,6 +215,7 @@ impl EventHandler<PaymentRefunded> for RestoreCoupon {
 /// claims), then reports it, also when the order used none, so that the compensation goes on.
 async fn restore(
     conn: &mut AsyncPgConnection,
+    keys: &Keyring,
     envelope: &Envelope,
     command: OrderCommand,
     items: Vec<PricedItem>,
@@ -227,7 +254,7 @@ async fn restore(
         items,
         reason,
     };
-    enqueue_event::<CouponRestored>(conn, envelope.follow_up(&next)?).await?;
+    enqueue_event::<CouponRestored>(conn, keys, envelope.follow_up(&next)?).await?;
     Ok(())
 }
 

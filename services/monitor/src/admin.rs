@@ -18,6 +18,7 @@ use shared::dlq::{
     Refusal, ReplayOptions, Request, consumers_from,
 };
 use shared::http::{ApiError, ValidJson};
+use shared::seal::Keyring;
 
 /// The admin API's settings.
 #[derive(Clone)]
@@ -30,6 +31,8 @@ pub struct AdminSettings {
     pub consumers: Vec<String>,
     /// `ADMIN_PURGE_DIR`: where purged messages are written.
     pub purge_dir: PathBuf,
+    /// The monitor's keys: list and show decrypt with them (replays send the sealed bytes).
+    pub keys: Option<Keyring>,
 }
 
 impl std::fmt::Debug for AdminSettings {
@@ -73,6 +76,7 @@ impl AdminSettings {
             amqp: amqp.clone(),
             consumers: consumers_from(&args.consumers),
             purge_dir: args.purge_dir.unwrap_or_else(std::env::temp_dir),
+            keys: None,
         })
     }
 
@@ -123,6 +127,7 @@ async fn operator(settings: &AdminSettings) -> Result<Operator, ApiError> {
         settings.consumers.clone(),
     )
     .await
+    .map(|operator| operator.with_keys(settings.keys.clone()))
     .map_err(ApiError::Unavailable)
 }
 

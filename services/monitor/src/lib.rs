@@ -34,6 +34,10 @@ pub async fn build_with_admin(
     admin: Option<admin::AdminSettings>,
 ) -> anyhow::Result<Application> {
     let pool = prepare_database(&settings.database, MIGRATIONS).await?;
+    let admin = admin.map(|admin| admin::AdminSettings {
+        keys: Some(settings.keys.clone()),
+        ..admin
+    });
     sagas::describe();
     let gauge_pool = pool.clone();
     let routes = move |cfg: &mut actix_web::web::ServiceConfig| {

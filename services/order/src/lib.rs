@@ -40,7 +40,7 @@ pub async fn build(settings: &ServiceSettings) -> anyhow::Result<Application> {
     let url = settings.database.url.clone();
     let in_flight_pool = pool.clone();
     Ok(
-        Application::build(settings, pool, saga::handlers(), routes)?
+        Application::build(settings, pool, saga::handlers(&settings.keys), routes)?
             .with_task(move |shutdown| {
                 waiters::listen(waiters, url, Duration::from_secs(30), shutdown)
             })

@@ -17,6 +17,7 @@ use shared::http::page::PageQuery;
 use shared::http::{ApiError, ValidJson};
 use shared::money;
 use shared::outbox::enqueue_event;
+use shared::seal::Keyring;
 
 use crate::domain::{self, NewOrder, OrderRequest, OrderStatus};
 use crate::repo::{self, ItemRow, OrderRow};
@@ -110,6 +111,7 @@ enum Placed {
 
 async fn place(
     pool: web::Data<PgPool>,
+    keys: web::Data<Keyring>,
     request: HttpRequest,
     ValidJson(body): ValidJson<OrderRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -126,16 +128,23 @@ async fn place(
         .and_then(shared::telemetry::trace_id)
         .map(str::to_owned);
     let mut conn = pool.get().await?;
-    let placed =
-        match insert_or_replay(&mut conn, &order, key.as_deref(), traceparent.clone()).await {
-            // Two requests raced with one key: the loser reads the winner's order.
-            Err(ApiError::Conflict {
-                code: "conflict", ..
-            }) if key.is_some() => {
-                insert_or_replay(&mut conn, &order, key.as_deref(), traceparent).await?
-            }
-            other => other?,
-        };
+    let placed = match insert_or_replay(
+        &mut conn,
+        &keys,
+        &order,
+        key.as_deref(),
+        traceparent.clone(),
+    )
+    .await
+    {
+        // Two requests raced with one key: the loser reads the winner's order.
+        Err(ApiError::Conflict {
+            code: "conflict", ..
+        }) if key.is_some() => {
+            insert_or_replay(&mut conn, &keys, &order, key.as_deref(), traceparent).await?
+        }
+        other => other?,
+    };
     Ok(match placed {
         Placed::New(id) => {
             crate::metrics::started();
@@ -171,6 +180,7 @@ fn traceparent_of(request: &HttpRequest) -> String {
 /// One transaction: replay an Idempotency-Key, or insert the order with its saga's first event.
 async fn insert_or_replay(
     conn: &mut diesel_async::AsyncPgConnection,
+    keys: &Keyring,
     order: &NewOrder,
     key: Option<&str>,
     traceparent: Option<String>,
@@ -201,7 +211,7 @@ async fn insert_or_replay(
         let envelope = Envelope::new(&started, Some(id))
             .map_err(|err| ApiError::Internal(err.into()))?
             .with_traceparent(traceparent);
-        enqueue_event::<OrderProcessingStarted>(tx, envelope).await?;
+        enqueue_event::<OrderProcessingStarted>(tx, keys, envelope).await?;
         Ok(Placed::New(id))
     })
     .await
@@ -306,6 +316,7 @@ async fn list(
 /// `COMPLETED` → `CANCELLING`, and the refund request that starts the compensation.
 async fn cancel(
     pool: web::Data<PgPool>,
+    keys: web::Data<Keyring>,
     request: HttpRequest,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
@@ -354,7 +365,7 @@ async fn cancel(
         let envelope = Envelope::new(&refund, Some(id))
             .map_err(|err| ApiError::Internal(err.into()))?
             .with_traceparent(Some(traceparent.clone()));
-        enqueue_event::<BalanceRestorationRequested>(tx, envelope).await?;
+        enqueue_event::<BalanceRestorationRequested>(tx, &keys, envelope).await?;
         Ok(())
     })
     .await?;

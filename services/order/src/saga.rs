@@ -19,6 +19,7 @@ use shared::events::{
     StockFailed, StockRestored,
 };
 use shared::outbox::enqueue_event;
+use shared::seal::Keyring;
 
 use crate::domain::OrderStatus;
 use crate::{metrics, repo};
@@ -27,15 +28,17 @@ use crate::{metrics, repo};
 /// here: every handler touches only its own order's rows, which batches lock in order id order.
 pub const BATCH: usize = 16;
 
-pub fn handlers() -> Handlers {
+pub fn handlers(keys: &Keyring) -> Handlers {
     Handlers::new()
-        .on::<BalanceProcessed>(Complete)
-        .on::<StockFailed>(FailWithoutCompensation)
-        .on::<StockRestored>(EndCompensation)
+        .on::<BalanceProcessed>(Complete { keys: keys.clone() })
+        .on::<StockFailed>(FailWithoutCompensation { keys: keys.clone() })
+        .on::<StockRestored>(EndCompensation { keys: keys.clone() })
         .batched(BATCH)
 }
 
-struct Complete;
+struct Complete {
+    keys: Keyring,
+}
 
 #[async_trait]
 impl EventHandler<BalanceProcessed> for Complete {
@@ -45,6 +48,7 @@ impl EventHandler<BalanceProcessed> for Complete {
         envelope: &Envelope,
         event: BalanceProcessed,
     ) -> Result<(), HandlerError> {
+        let keys = &self.keys;
         let id = event.command.order_id;
         let completed = repo::complete(
             conn,
@@ -71,12 +75,14 @@ impl EventHandler<BalanceProcessed> for Complete {
             discount_amount: event.discount_amount,
             paid_amount: event.paid_amount,
         };
-        enqueue_event::<OrderCompleted>(conn, envelope.follow_up(&next)?).await?;
+        enqueue_event::<OrderCompleted>(conn, keys, envelope.follow_up(&next)?).await?;
         Ok(())
     }
 }
 
-struct FailWithoutCompensation;
+struct FailWithoutCompensation {
+    keys: Keyring,
+}
 
 #[async_trait]
 impl EventHandler<StockFailed> for FailWithoutCompensation {
@@ -86,11 +92,14 @@ impl EventHandler<StockFailed> for FailWithoutCompensation {
         envelope: &Envelope,
         event: StockFailed,
     ) -> Result<(), HandlerError> {
-        fail(conn, envelope, &event.command, event.reason).await
+        let keys = &self.keys;
+        fail(conn, keys, envelope, &event.command, event.reason).await
     }
 }
 
-struct EndCompensation;
+struct EndCompensation {
+    keys: Keyring,
+}
 
 #[async_trait]
 impl EventHandler<StockRestored> for EndCompensation {
@@ -100,6 +109,7 @@ impl EventHandler<StockRestored> for EndCompensation {
         envelope: &Envelope,
         event: StockRestored,
     ) -> Result<(), HandlerError> {
+        let keys = &self.keys;
         let id = event.command.order_id;
         // Locked: the status read here is the one the transition below starts from.
         let Some(order) = repo::lock(conn, id).await? else {
@@ -124,10 +134,10 @@ impl EventHandler<StockRestored> for EndCompensation {
                     user_id: order.user_id,
                     refunded_amount: order.paid_amount.unwrap_or(Decimal::ZERO),
                 };
-                enqueue_event::<OrderCancelled>(conn, envelope.follow_up(&next)?).await?;
+                enqueue_event::<OrderCancelled>(conn, keys, envelope.follow_up(&next)?).await?;
                 Ok(())
             }
-            OrderStatus::Pending => fail(conn, envelope, &event.command, event.reason).await,
+            OrderStatus::Pending => fail(conn, keys, envelope, &event.command, event.reason).await,
             other => {
                 tracing::warn!(
                     order_id = id,
@@ -142,6 +152,7 @@ impl EventHandler<StockRestored> for EndCompensation {
 
 async fn fail(
     conn: &mut AsyncPgConnection,
+    keys: &Keyring,
     envelope: &Envelope,
     command: &OrderCommand,
     reason: FailureReason,
@@ -159,6 +170,6 @@ async fn fail(
         user_id: command.user_id,
         reason,
     };
-    enqueue_event::<OrderFailed>(conn, envelope.follow_up(&next)?).await?;
+    enqueue_event::<OrderFailed>(conn, keys, envelope.follow_up(&next)?).await?;
     Ok(())
 }

@@ -25,17 +25,20 @@ use shared::events::{
 };
 use shared::money;
 use shared::outbox::enqueue_event;
+use shared::seal::Keyring;
 
 use crate::repo::{self, Product};
 
-pub fn handlers() -> Handlers {
+pub fn handlers(keys: &Keyring) -> Handlers {
     Handlers::new()
-        .on::<OrderProcessingStarted>(Reserve)
-        .on::<CouponFailed>(Restore)
-        .on::<CouponRestored>(Restore)
+        .on::<OrderProcessingStarted>(Reserve { keys: keys.clone() })
+        .on::<CouponFailed>(Restore { keys: keys.clone() })
+        .on::<CouponRestored>(Restore { keys: keys.clone() })
 }
 
-struct Reserve;
+struct Reserve {
+    keys: Keyring,
+}
 
 #[async_trait]
 impl EventHandler<OrderProcessingStarted> for Reserve {
@@ -45,6 +48,7 @@ impl EventHandler<OrderProcessingStarted> for Reserve {
         envelope: &Envelope,
         event: OrderProcessingStarted,
     ) -> Result<(), HandlerError> {
+        let keys = &self.keys;
         let order_id = event.command.order_id;
         let wanted = quantities(&event.command.items).map_err(HandlerError::permanent)?;
         let ids: Vec<i64> = wanted.keys().copied().collect();
@@ -71,7 +75,7 @@ impl EventHandler<OrderProcessingStarted> for Reserve {
                     command: event.command,
                     reason,
                 };
-                enqueue_event::<StockFailed>(conn, envelope.follow_up(&next)?).await?;
+                enqueue_event::<StockFailed>(conn, keys, envelope.follow_up(&next)?).await?;
                 return Ok(());
             }
         };
@@ -87,7 +91,7 @@ impl EventHandler<OrderProcessingStarted> for Reserve {
             items,
             total_amount,
         };
-        enqueue_event::<StockProcessed>(conn, envelope.follow_up(&next)?).await?;
+        enqueue_event::<StockProcessed>(conn, keys, envelope.follow_up(&next)?).await?;
         Ok(())
     }
 }
@@ -168,7 +172,9 @@ pub fn price(
     Ok((items, total))
 }
 
-struct Restore;
+struct Restore {
+    keys: Keyring,
+}
 
 #[async_trait]
 impl EventHandler<CouponFailed> for Restore {
@@ -178,7 +184,8 @@ impl EventHandler<CouponFailed> for Restore {
         envelope: &Envelope,
         event: CouponFailed,
     ) -> Result<(), HandlerError> {
-        restore(conn, envelope, event.command, event.reason).await
+        let keys = &self.keys;
+        restore(conn, keys, envelope, event.command, event.reason).await
     }
 }
 
@@ -190,7 +197,8 @@ impl EventHandler<CouponRestored> for Restore {
         envelope: &Envelope,
         event: CouponRestored,
     ) -> Result<(), HandlerError> {
-        restore(conn, envelope, event.command, event.reason).await
+        let keys = &self.keys;
+        restore(conn, keys, envelope, event.command, event.reason).await
     }
 }
 
@@ -198,6 +206,7 @@ impl EventHandler<CouponRestored> for Restore {
 /// emits `StockRestored` (also when nothing was reserved, so that the saga still ends).
 async fn restore(
     conn: &mut AsyncPgConnection,
+    keys: &Keyring,
     envelope: &Envelope,
     command: OrderCommand,
     reason: FailureReason,
@@ -240,6 +249,6 @@ async fn restore(
         }
     }
     let next = StockRestored { command, reason };
-    enqueue_event::<StockRestored>(conn, envelope.follow_up(&next)?).await?;
+    enqueue_event::<StockRestored>(conn, keys, envelope.follow_up(&next)?).await?;
     Ok(())
 }

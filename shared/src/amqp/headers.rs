@@ -36,6 +36,9 @@ pub const REPLAYED_AT: &str = "x-replayed-at";
 
 /// The body is not a valid envelope.
 pub const REASON_MALFORMED: &str = "malformed";
+/// The message is not sealed by the service allowed to emit its type, or was altered, or
+/// re-published under another id, or sealed under an unknown key (docs/security.md).
+pub const REASON_UNAUTHENTICATED: &str = "unauthenticated";
 /// No handler is registered for the event type.
 pub const REASON_UNKNOWN_TYPE: &str = "unknown_event_type";
 /// The handler failed transiently on every allowed attempt.

@@ -85,7 +85,8 @@ impl<E: SagaEvent, H: EventHandler<E>> ErasedHandler for Typed<E, H> {
 /// Event type → handler, plus the routing keys to bind.
 #[derive(Clone, Default)]
 pub struct Handlers {
-    by_type: HashMap<&'static str, Arc<dyn ErasedHandler>>,
+    /// Each type's handler and the one service allowed to emit the type.
+    by_type: HashMap<&'static str, (Arc<dyn ErasedHandler>, &'static str)>,
     any: Option<Arc<dyn ErasedHandler>>,
     routing_keys: Vec<String>,
     /// Deliveries applied in one transaction at most (0 and 1: one at a time).
@@ -117,14 +118,15 @@ impl Handlers {
             handler,
             _event: std::marker::PhantomData,
         };
-        let previous = self.by_type.insert(E::TYPE, Arc::new(typed));
+        let previous = self.by_type.insert(E::TYPE, (Arc::new(typed), E::PRODUCER));
         assert!(previous.is_none(), "two handlers for {}", E::TYPE);
         self.routing_keys.push(E::ROUTING_KEY.to_owned());
         self
     }
 
     /// Routes every event type without a typed handler to `handler` and binds the queue to
-    /// all routing keys (`#`).
+    /// all routing keys (`#`). Each type is still accepted only from its producer in
+    /// [`events::EMITTED_BY`](crate::events::EMITTED_BY); other types have none and are refused.
     pub fn on_any(mut self, handler: impl AnyEventHandler) -> Self {
         self.any = Some(Arc::new(Any(handler)));
         self.routing_keys.push("#".to_owned());
@@ -174,9 +176,15 @@ impl Handlers {
         &self.routing_keys
     }
 
-    /// The handler of `event_type`: its typed one, else the catch-all. Looked up once per
-    /// message, when the delivery is decoded.
-    pub(crate) fn get(&self, event_type: &str) -> Option<Arc<dyn ErasedHandler>> {
-        self.by_type.get(event_type).or(self.any.as_ref()).cloned()
+    /// The handler of `event_type` (its typed one, else the catch-all) and the service allowed
+    /// to emit it. Looked up once per message, when the delivery is opened.
+    pub(crate) fn get(
+        &self,
+        event_type: &str,
+    ) -> Option<(Arc<dyn ErasedHandler>, Option<&'static str>)> {
+        match self.by_type.get(event_type) {
+            Some((handler, producer)) => Some((handler.clone(), Some(*producer))),
+            None => Some((self.any.clone()?, crate::events::producer_of(event_type))),
+        }
     }
 }

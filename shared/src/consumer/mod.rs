@@ -1,11 +1,13 @@
 //! The consumer runtime: deliveries in, handler calls in one transaction, acks after commit.
 //!
-//! For each delivery: decode the envelope, find the handler for its type, open a transaction,
+//! For each delivery: open the sealed envelope (signature, producer, ids, decryption; see
+//! [`crate::seal`]), find the handler for its type, open a transaction,
 //! claim the message id in the inbox, run the handler (which writes state and outbox rows),
 //! commit, then ack. Deliveries that arrive together may share one transaction (see
 //! [`Handlers::batched`]); a single delivery is a batch of one. Transient failures go round a
-//! delay-queue ladder up to a bounded number of attempts; malformed, unknown or permanently
-//! rejected messages, and those out of attempts, are dead-lettered with the reason in headers.
+//! delay-queue ladder up to a bounded number of attempts; malformed, unauthenticated, unknown
+//! or permanently rejected messages, and those out of attempts, are dead-lettered with the
+//! reason in headers.
 //! See [`process`] for the ordering that makes this lossless, and [`settle`] for the copies.
 //!
 //! The runtime owns its broker connection ([`session`]): when it drops, in-flight handlers
@@ -27,6 +29,7 @@ use crate::amqp::{self, QueueSpec, Topology};
 use crate::backoff::Backoff;
 use crate::config::{AmqpSettings, ConsumerSettings};
 use crate::db::PgPool;
+use crate::seal::Keyring;
 use crate::shutdown::Shutdown;
 
 pub use after_commit::after_commit;
@@ -42,6 +45,8 @@ pub(crate) struct Context {
     pub pool: PgPool,
     pub handlers: Handlers,
     pub settings: ConsumerSettings,
+    /// Opens the sealed deliveries (verification and data keys).
+    pub keys: Keyring,
 }
 
 /// One consumer: a queue, its handlers and the database they write to.
@@ -60,13 +65,15 @@ impl std::fmt::Debug for Consumer {
 }
 
 impl Consumer {
-    /// A consumer named `name` (its queue is `{prefix}.{name}`).
+    /// A consumer named `name` (its queue is `{prefix}.{name}`) that admits only events sealed
+    /// by their producers under `keys`.
     pub fn new(
         name: &str,
         amqp: &AmqpSettings,
         pool: PgPool,
         settings: ConsumerSettings,
         handlers: Handlers,
+        keys: Keyring,
     ) -> Self {
         let topology = Topology::new(amqp.prefix.clone());
         Self {
@@ -77,6 +84,7 @@ impl Consumer {
                 pool,
                 handlers,
                 settings,
+                keys,
             }),
             amqp_url: amqp.url.clone(),
             connected: Arc::default(),

@@ -21,6 +21,7 @@ use crate::amqp::headers;
 use crate::envelope::Envelope;
 use crate::error::HandlerError;
 use crate::inbox::{self, Claim};
+use crate::seal::Refusal;
 
 /// The `event_type` label of a message that is no envelope or whose type has no handler: the
 /// label set stays bounded whatever arrives.
@@ -71,21 +72,47 @@ pub(crate) async fn process(
     apply(ctx, publisher, batch).await
 }
 
-/// Decodes `delivery` and finds its handler; a delivery that is no envelope or whose type has
-/// no handler gets its dead-letter disposition instead.
+/// Opens `delivery` (see [`crate::seal`]) and finds its handler; a delivery that is no event,
+/// fails a seal check, or whose type has no handler gets its dead-letter disposition instead,
+/// before any transaction: a refused message has no effect.
 fn triage(
     ctx: &Context,
     delivery: &Delivery,
 ) -> Result<(Envelope, Arc<dyn ErasedHandler>), Disposition> {
-    let envelope = Envelope::from_bytes(&delivery.data).map_err(|err| {
-        let error = format!("body is not an event envelope: {err}");
-        dead_letter(delivery, headers::REASON_MALFORMED, error)
-    })?;
-    match ctx.handlers.get(&envelope.event_type) {
-        Some(handler) => Ok((envelope, handler)),
-        None => {
-            let error = format!("no handler for event type {:?}", envelope.event_type);
-            Err(dead_letter(delivery, headers::REASON_UNKNOWN_TYPE, error))
+    let opened = ctx
+        .keys
+        .open(&delivery.data)
+        .map_err(|refusal| refused(ctx, delivery, refusal))?;
+    let event_type = opened.envelope.event_type.as_str();
+    let Some((handler, producer)) = ctx.handlers.get(event_type) else {
+        let error = format!("no handler for event type {event_type:?}");
+        return Err(dead_letter(delivery, headers::REASON_UNKNOWN_TYPE, error));
+    };
+    let properties = &delivery.properties;
+    opened
+        .admit(
+            properties.message_id().as_ref().map(|id| id.as_str()),
+            properties.kind().as_ref().map(|kind| kind.as_str()),
+            producer,
+        )
+        .map_err(|refusal| refused(ctx, delivery, refusal))?;
+    Ok((opened.envelope, handler))
+}
+
+/// The dead-letter disposition of a refused delivery; an unauthenticated one is also counted
+/// by the check it failed.
+fn refused(ctx: &Context, delivery: &Delivery, refusal: Refusal) -> Disposition {
+    match refusal {
+        Refusal::Malformed(error) => dead_letter(delivery, headers::REASON_MALFORMED, error),
+        Refusal::Unauthenticated { check, detail } => {
+            let labels = [
+                (crate::metrics::SERVICE, ctx.consumer.clone()),
+                ("queue", ctx.queue.clone()),
+                ("check", check.to_owned()),
+            ];
+            metrics::counter!("consumer_unauthenticated_total", &labels).increment(1);
+            let error = format!("{check}: {detail}");
+            dead_letter(delivery, headers::REASON_UNAUTHENTICATED, error)
         }
     }
 }

@@ -4,7 +4,11 @@ use chrono::{DateTime, Utc};
 use lapin::types::{AMQPValue, FieldTable};
 use serde::{Deserialize, Serialize};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
 use crate::amqp::headers;
+use crate::seal::Keyring;
 
 /// One message in a dead-letter queue.
 #[derive(Debug, Clone, Serialize)]
@@ -26,9 +30,33 @@ pub struct DeadLetter {
     /// How many times it was replayed already.
     pub replays: i64,
     pub headers: serde_json::Map<String, serde_json::Value>,
-    /// The body as text when it is UTF-8 (otherwise `body_base64` holds it).
+    /// The body as text when it is UTF-8 (otherwise `body_base64` holds it): for a sealed
+    /// event, the ids in the clear and the payload encrypted.
     pub body: Option<String>,
     pub body_base64: Option<String>,
+    /// With the keys: the service whose signature verified and its key (`coupon/coupon-2026`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sealed_by: Option<String>,
+    /// With the keys: the decrypted payload.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+    /// With the keys: why the body does not open (a forgery, an unknown or retired key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seal_error: Option<String>,
+}
+
+impl DeadLetter {
+    /// Verifies and decrypts the body with `keys`, for whoever holds them: fills `sealed_by` and
+    /// `payload`, or `seal_error`. The message itself stays as it is (a replay sends its bytes).
+    pub fn open_with(&mut self, keys: &Keyring, data: &[u8]) {
+        match keys.open(data) {
+            Ok(opened) => {
+                self.sealed_by = Some(format!("{}/{}", opened.producer, opened.signing_key));
+                self.payload = Some(opened.envelope.payload);
+            }
+            Err(refusal) => self.seal_error = Some(refusal.to_string()),
+        }
+    }
 }
 
 /// Selects dead letters; every set criterion must match.
@@ -126,7 +154,10 @@ pub fn parse(queue: &str, properties: &lapin::BasicProperties, data: &[u8]) -> D
         replays: headers::get_i64(table, headers::REPLAY_COUNT).unwrap_or(0),
         headers: table.map(to_json).unwrap_or_default(),
         body: body_text.map(str::to_owned),
-        body_base64: body_text.is_none().then(|| base64(data)),
+        body_base64: body_text.is_none().then(|| BASE64.encode(data)),
+        sealed_by: None,
+        payload: None,
+        seal_error: None,
     }
 }
 
@@ -168,40 +199,9 @@ fn single(value: &AMQPValue) -> FieldTable {
     table
 }
 
-/// Standard base64, for bodies that are not text (no dependency for twenty lines).
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_the_standard() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"f"), "Zg==");
-        assert_eq!(base64(b"fo"), "Zm8=");
-        assert_eq!(base64(b"foo"), "Zm9v");
-        assert_eq!(base64(&[0, 255, 16, 1]), "AP8QAQ==");
-    }
 
     #[test]
     fn filters_combine() {
@@ -219,6 +219,9 @@ mod tests {
             headers: Default::default(),
             body: None,
             body_base64: None,
+            sealed_by: None,
+            payload: None,
+            seal_error: None,
         };
         assert!(Filter::default().matches(&letter));
         assert!(

@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::message::{DeadLetter, Filter, parse};
 use super::snapshot::{self, Snapshot};
 use crate::amqp::{Topology, connect};
+use crate::seal::Keyring;
 
 /// The consumers whose dead-letter queues exist by default: the four services and the monitor
 /// (`DLQ_CONSUMERS` of `sagactl` and of the admin API).
@@ -37,6 +38,8 @@ pub struct Operator {
     pub(super) connection: lapin::Connection,
     topology: Topology,
     consumers: Vec<String>,
+    /// Opens the bodies it lists, when the operator holds the keys.
+    keys: Option<Keyring>,
 }
 
 impl std::fmt::Debug for Operator {
@@ -55,7 +58,15 @@ impl Operator {
             connection: connect(url, "sagactl dlq").await?,
             topology: Topology::new(prefix),
             consumers,
+            keys: None,
         })
+    }
+
+    /// Lists and shows dead letters decrypted with `keys` (the bytes on the queue, and what a
+    /// replay sends, stay sealed).
+    pub fn with_keys(mut self, keys: Option<Keyring>) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// The dead-letter queues `filter` names (consumer names or full queue names), else all.
@@ -98,7 +109,13 @@ impl Operator {
             let messages = snapshot
                 .deliveries
                 .iter()
-                .map(|d| parse(&queue, &d.properties, &d.data))
+                .map(|d| {
+                    let mut letter = parse(&queue, &d.properties, &d.data);
+                    if let Some(keys) = &self.keys {
+                        letter.open_with(keys, &d.data);
+                    }
+                    letter
+                })
                 .filter(|letter| filter.matches(letter))
                 .collect();
             listings.push(Listing {
