@@ -147,7 +147,15 @@ async fn a_poison_message_replayed_after_the_fix_completes_its_saga_once() {
     );
     let event_id = letter["event_id"].as_str().unwrap().to_owned();
     let shown = sagactl(&s, &["dlq", "show", &event_id], &[]).await;
-    assert!(String::from_utf8_lossy(&shown.stdout).contains("\"event_type\": \"CouponProcessed\""));
+    let sealed = String::from_utf8_lossy(&shown.stdout);
+    assert!(sealed.contains("\"event_type\": \"CouponProcessed\""));
+    assert!(!sealed.contains("179.80"), "no keys, no payload: {sealed}");
+    let shown = sagactl(&s, &["dlq", "show", &event_id], &[("EVENT_KEYS", "dev")]).await;
+    let opened = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        opened.contains("sealed by:       coupon/coupon-dev") && opened.contains("\"179.80\""),
+        "with the keys, the payload: {opened}"
+    );
     assert_eq!(
         s.app(ORDER).get(&format!("/orders/{id}")).await.1["status"],
         "PENDING"

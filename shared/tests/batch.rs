@@ -10,8 +10,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use lapin::BasicProperties;
-use lapin::options::BasicPublishOptions;
 use shared::amqp::headers;
 use shared::consumer::{Consumer, EventHandler, Handlers, after_commit};
 use shared::envelope::{Envelope, SagaEvent};
@@ -20,6 +18,7 @@ use testkit::effects::{
     Ping, RunningConsumer, count, create_effects_table, double_effects, effect_count,
     fast_consumer_settings,
 };
+use testkit::service::publish_raw;
 use testkit::{TestAmqp, TestDb, eventually_async, init_tracing};
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -117,33 +116,11 @@ async fn setup(handler: Scripted) -> Setup {
     Setup { db, amqp, handlers }
 }
 
-/// Publishes `body` to the events exchange as the relay would, and waits for the confirm: all
-/// is queued before the consumer starts, so deliveries arrive together and batch up.
-async fn publish(amqp: &TestAmqp, message_id: &str, kind: &str, body: &[u8]) {
-    let confirm = amqp
-        .channel
-        .basic_publish(
-            amqp.topology.events_exchange().as_str().into(),
-            Ping::ROUTING_KEY.into(),
-            BasicPublishOptions {
-                mandatory: true,
-                ..Default::default()
-            },
-            body,
-            BasicProperties::default()
-                .with_message_id(message_id.into())
-                .with_type(kind.into())
-                .with_delivery_mode(2),
-        )
-        .await
-        .expect("publish");
-    confirm.await.expect("confirm");
-}
-
 async fn publish_envelope(amqp: &TestAmqp, envelope: &Envelope) {
     let id = envelope.event_id.to_string();
-    publish(
+    publish_raw(
         amqp,
+        Ping::ROUTING_KEY,
         &id,
         &envelope.event_type,
         &testkit::keys::seal(envelope),
@@ -259,7 +236,10 @@ async fn garbage_and_unknown_types_among_batched_pings_are_dead_lettered_alone_a
         publish_envelope(amqp, &envelope).await;
         match envelope.saga_id {
             Some(10) => publish_envelope(amqp, &unknown).await,
-            Some(40) => publish(amqp, "garbage-1", Ping::TYPE, b"\x00\xffnot an envelope").await,
+            Some(40) => {
+                let garbage = b"\x00\xffnot an envelope";
+                publish_raw(amqp, Ping::ROUTING_KEY, "garbage-1", Ping::TYPE, garbage).await
+            }
             _ => {}
         }
     }

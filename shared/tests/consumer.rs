@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use lapin::BasicProperties;
-use lapin::options::BasicPublishOptions;
 use shared::amqp::headers;
 use shared::config::ConsumerSettings;
 use shared::consumer::Handlers;
@@ -13,6 +11,7 @@ use testkit::effects::{
     Behaviour, Ping, Recorder, RunningConsumer, create_effects_table, double_effects, effect_count,
     fast_consumer_settings,
 };
+use testkit::service::publish_raw;
 use testkit::{TestAmqp, TestDb, eventually_async, init_tracing};
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -64,34 +63,6 @@ fn start(setup: &Setup) -> RunningConsumer {
         setup.settings.clone(),
         handlers(setup),
     )
-}
-
-/// Publishes raw bytes to the events exchange as the relay would.
-async fn publish_raw(
-    amqp: &TestAmqp,
-    routing_key: &str,
-    message_id: &str,
-    kind: &str,
-    body: &[u8],
-) {
-    let confirm = amqp
-        .channel
-        .basic_publish(
-            amqp.topology.events_exchange().as_str().into(),
-            routing_key.into(),
-            BasicPublishOptions {
-                mandatory: true,
-                ..Default::default()
-            },
-            body,
-            BasicProperties::default()
-                .with_message_id(message_id.into())
-                .with_type(kind.into())
-                .with_delivery_mode(2),
-        )
-        .await
-        .expect("publish");
-    drop(confirm);
 }
 
 async fn publish_envelope(amqp: &TestAmqp, envelope: &Envelope) {

@@ -174,14 +174,19 @@ impl RunningConsumer {
         settings: ConsumerSettings,
         handlers: Handlers,
     ) -> Self {
-        let consumer = Consumer::new(
-            name,
-            amqp,
-            db.pool.clone(),
-            settings,
-            handlers,
-            crate::keys::reader(),
-        );
+        Self::start_with_keys(name, amqp, db, settings, handlers, crate::keys::reader())
+    }
+
+    /// As [`Self::start`], opening deliveries with `keys` instead of the development set.
+    pub fn start_with_keys(
+        name: &str,
+        amqp: &AmqpSettings,
+        db: &TestDb,
+        settings: ConsumerSettings,
+        handlers: Handlers,
+        keys: shared::seal::Keyring,
+    ) -> Self {
+        let consumer = Consumer::new(name, amqp, db.pool.clone(), settings, handlers, keys);
         let (trigger, shutdown) = Shutdown::new();
         let task = tokio::spawn(consumer.run(shutdown));
         Self { trigger, task }

@@ -28,3 +28,56 @@ pub fn seal(envelope: &Envelope) -> Vec<u8> {
 pub fn open(bytes: &[u8]) -> Envelope {
     reader().open(bytes).expect("a sealed event").envelope
 }
+
+const DEV_VERIFY: &str = include_str!("../../shared/dev-keys/verify.keys");
+const DEV_DATA: &str = include_str!("../../shared/dev-keys/data.keys");
+
+/// The development signing entry of `producer`.
+fn dev_signing(producer: &str) -> &'static str {
+    match producer {
+        "order" => include_str!("../../shared/dev-keys/order.signing.key"),
+        "product" => include_str!("../../shared/dev-keys/product.signing.key"),
+        "coupon" => include_str!("../../shared/dev-keys/coupon.signing.key"),
+        "balance" => include_str!("../../shared/dev-keys/balance.signing.key"),
+        other => panic!("{other} has no development signing key"),
+    }
+}
+
+/// The development verification keys, signing as `signer`'s real key (if any), with `data` as
+/// the data keys (the first seals): a keyring in the middle of a data-key rotation, or one
+/// that seals under a key nobody holds.
+pub fn with_data_keys(data: &str, signer: Option<&str>) -> Keyring {
+    use shared::seal::keys::{DataKeys, SigningKey, parse_verifying_keys};
+    Keyring::new(
+        signer.map(|name| SigningKey::parse(dev_signing(name)).expect("signing key")),
+        parse_verifying_keys(DEV_VERIFY).expect("verification keys"),
+        DataKeys::parse(data).expect("data keys"),
+    )
+}
+
+/// The development data key entry (`data-dev:...`).
+pub fn dev_data_keys() -> &'static str {
+    DEV_DATA
+}
+
+/// A new data key entry no process holds.
+pub fn fresh_data_key(label: &str) -> String {
+    use secrecy::ExposeSecret;
+    let set = shared::seal::keys::generate(&[], label).expect("generate");
+    set.data.expose_secret().to_owned()
+}
+
+/// A keyring an attacker could hold: a fresh signing key for `producer`, its id carrying
+/// `label` (`{producer}-{label}`: with `dev` it reuses the real key's id), and the real data
+/// keys.
+pub fn forger(producer: &str, label: &str) -> Keyring {
+    use secrecy::ExposeSecret;
+    use shared::seal::keys::{DataKeys, SigningKey, generate, parse_verifying_keys};
+    let set = generate(&[producer], label).expect("generate");
+    let entry = set.signing[0].1.expose_secret();
+    Keyring::new(
+        Some(SigningKey::parse(entry).expect("forged signing key")),
+        parse_verifying_keys(&set.verifying).expect("its verification key"),
+        DataKeys::parse(DEV_DATA).expect("data keys"),
+    )
+}

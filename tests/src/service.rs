@@ -173,15 +173,11 @@ struct OutboxEvent {
 }
 
 /// The events a service wrote to its outbox, oldest first (none are published in service tests
-/// that run without a relay).
+/// that run without a relay), opened with the development keys.
 pub async fn outbox_events(db: &TestDb) -> Vec<Envelope> {
-    let mut conn = db.connect().await;
-    let rows: Vec<OutboxEvent> =
-        diesel::sql_query("SELECT id, event_type, body FROM outbox ORDER BY id")
-            .load(&mut conn)
-            .await
-            .expect("read outbox");
-    rows.into_iter()
+    outbox_rows(db)
+        .await
+        .into_iter()
         .map(|row| {
             let envelope = crate::keys::open(&row.body);
             assert_eq!(envelope.event_type, row.event_type, "row {}", row.id);
@@ -190,9 +186,40 @@ pub async fn outbox_events(db: &TestDb) -> Vec<Envelope> {
         .collect()
 }
 
+/// The outbox rows' bodies as stored, oldest first.
+pub async fn outbox_bodies(db: &TestDb) -> Vec<Vec<u8>> {
+    outbox_rows(db)
+        .await
+        .into_iter()
+        .map(|row| row.body)
+        .collect()
+}
+
+async fn outbox_rows(db: &TestDb) -> Vec<OutboxEvent> {
+    let mut conn = db.connect().await;
+    diesel::sql_query("SELECT id, event_type, body FROM outbox ORDER BY id")
+        .load(&mut conn)
+        .await
+        .expect("read outbox")
+}
+
 /// Publishes `envelope` to the events exchange under `routing_key`, sealed by the service that
 /// emits its type, as the relay would.
 pub async fn publish(amqp: &TestAmqp, envelope: &Envelope, routing_key: &str) {
+    let id = envelope.event_id.to_string();
+    let body = crate::keys::seal(envelope);
+    publish_raw(amqp, routing_key, &id, &envelope.event_type, &body).await;
+}
+
+/// Publishes `body` to the events exchange with `message_id` and `kind` as its AMQP message id
+/// and type, as anyone holding broker credentials could, and waits for the broker's confirm.
+pub async fn publish_raw(
+    amqp: &TestAmqp,
+    routing_key: &str,
+    message_id: &str,
+    kind: &str,
+    body: &[u8],
+) {
     use lapin::BasicProperties;
     use lapin::options::BasicPublishOptions;
     use shared::amqp::headers::short;
@@ -206,13 +233,13 @@ pub async fn publish(amqp: &TestAmqp, envelope: &Envelope, routing_key: &str) {
                 mandatory: true,
                 ..Default::default()
             },
-            &crate::keys::seal(envelope),
+            body,
             BasicProperties::default()
-                .with_message_id(short(&envelope.event_id.to_string()).expect("id"))
-                .with_type(short(&envelope.event_type).expect("type"))
+                .with_message_id(short(message_id).expect("id"))
+                .with_type(short(kind).expect("type"))
                 .with_delivery_mode(shared::amqp::headers::PERSISTENT),
         )
         .await
         .expect("publish");
-    drop(confirm);
+    confirm.await.expect("confirm");
 }

@@ -67,19 +67,34 @@ impl System {
         for app in apps.values() {
             app.wait_ready().await;
         }
-        let urls = [ORDER, PRODUCT, COUPON, BALANCE]
-            .iter()
-            .map(|name| dbs[name].url.clone())
-            .collect();
-        let mut relay_settings = RelaySettings::new(urls, amqp.settings());
-        relay_settings.max_backoff = Duration::from_millis(500);
-        let (trigger, shutdown) = Shutdown::new();
-        let relay = tokio::spawn(outbox_relay::run(relay_settings, shutdown));
-        Self {
+        let mut system = Self {
             amqp,
             dbs,
             apps,
-            relay: Some((trigger, relay)),
+            relay: None,
+        };
+        system.start_relay();
+        system
+    }
+
+    /// Starts the outbox relay on the four service databases (it runs from [`Self::start`]).
+    pub fn start_relay(&mut self) {
+        let urls = [ORDER, PRODUCT, COUPON, BALANCE]
+            .iter()
+            .map(|name| self.dbs[name].url.clone())
+            .collect();
+        let mut relay_settings = RelaySettings::new(urls, self.amqp.settings());
+        relay_settings.max_backoff = Duration::from_millis(500);
+        let (trigger, shutdown) = Shutdown::new();
+        let relay = tokio::spawn(outbox_relay::run(relay_settings, shutdown));
+        self.relay = Some((trigger, relay));
+    }
+
+    /// Stops the relay: committed events then stay in the outboxes.
+    pub async fn stop_relay(&mut self) {
+        if let Some((trigger, task)) = self.relay.take() {
+            trigger.trigger();
+            task.await.unwrap().unwrap();
         }
     }
 
@@ -178,10 +193,7 @@ impl System {
     }
 
     pub async fn stop(mut self) {
-        if let Some((trigger, task)) = self.relay.take() {
-            trigger.trigger();
-            task.await.unwrap().unwrap();
-        }
+        self.stop_relay().await;
         for (_, app) in self.apps.drain() {
             app.stop().await;
         }

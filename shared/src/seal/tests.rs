@@ -164,3 +164,22 @@ fn data_key_rotation_keeps_old_messages_readable_until_the_old_key_is_retired() 
     assert_eq!(unauthenticated(retired.open(&before)), "unknown_key");
     assert!(retired.open(&after).is_ok());
 }
+
+#[test]
+fn signing_key_rotation_accepts_both_keys_until_the_old_one_is_removed() {
+    let old = generate(&[COUPON], "old").unwrap();
+    let new = generate(&[COUPON], "new").unwrap();
+    let data = old.data.expose_secret();
+    let both = Keyring::new(
+        None,
+        keys::parse_verifying_keys(&format!("{}{}", old.verifying, new.verifying)).unwrap(),
+        DataKeys::parse(data).unwrap(),
+    );
+    let by_old = ring(&old, Some(COUPON), data).seal(&envelope()).unwrap();
+    let by_new = ring(&new, Some(COUPON), data).seal(&envelope()).unwrap();
+    assert_eq!(both.open(&by_old).unwrap().signing_key, "coupon-old");
+    assert_eq!(both.open(&by_new).unwrap().signing_key, "coupon-new");
+    let retired = ring(&new, None, data);
+    assert_eq!(unauthenticated(retired.open(&by_old)), "unknown_key");
+    assert!(retired.open(&by_new).is_ok());
+}
