@@ -8,12 +8,15 @@ use super::system::{MONITOR, PRODUCT, System};
 use super::{audit_rows, dlq_depth, poison_product};
 
 const TOKEN: &str = "s3cret-token";
+/// Admin requests per minute the test's admin API allows each client.
+const RATE_LIMIT: u32 = 40;
 
 /// A second monitor on the system's monitor database, its admin API on for the product's dead
 /// letters.
 async fn admin_app(s: &System) -> TestApp {
     let admin = monitor_service::admin::AdminSettings {
-        token: TOKEN.into(),
+        token: monitor_service::admin::AdminToken::new(TOKEN.into()).unwrap(),
+        rate_limit: monitor_service::admin::RateLimit::per_minute(RATE_LIMIT.try_into().unwrap()),
         amqp: s.amqp.settings(),
         consumers: vec![PRODUCT.into()],
         purge_dir: std::env::temp_dir(),
@@ -79,7 +82,17 @@ async fn the_admin_api_wants_its_bearer_token() {
     assert_eq!(get(&app, "/admin/dlq", Some("wrong")).await.0, 401);
     let (status, body) = get(&app, "/admin/dlq", Some(TOKEN)).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(body["queues"][0]["messages"][0]["saga_id"], 401);
+    let letter = &body["queues"][0]["messages"][0];
+    assert_eq!(letter["saga_id"], 401);
+    assert_eq!(letter["sealed_by"], "order/order-dev", "{letter}");
+    assert_eq!(letter["payload"], json!({"not": "an order"}), "decrypted");
+    let lowercase = app.client.get(app.url("/admin/dlq"));
+    let lowercase = lowercase.header("authorization", format!("bearer {TOKEN}"));
+    assert_eq!(
+        answer(lowercase).await.0,
+        200,
+        "the scheme is case-insensitive"
+    );
     let filter = "/admin/dlq?queue=product&order_id=999&reason=rejected";
     let (_, filtered) = get(&app, filter, Some(TOKEN)).await;
     assert_eq!(filtered["queues"][0]["depth"], 1, "{filtered}");
@@ -129,6 +142,40 @@ async fn the_admin_api_wants_its_bearer_token() {
         (1, 0),
         "the dry run is audited, refusals are not"
     );
+    assert_guessing_is_rate_limited(&app).await;
     app.stop().await;
     s.stop().await;
+}
+
+/// Past `RATE_LIMIT` requests a minute, the client gets a JSON 429 with Retry-After, even with
+/// the right token: a guesser cannot tell a right guess from a wrong one any more.
+async fn assert_guessing_is_rate_limited(app: &TestApp) {
+    let mut limited = None;
+    for guess in 0..=RATE_LIMIT {
+        let response = app
+            .client
+            .get(app.url("/admin/dlq"))
+            .bearer_auth(format!("guess-{guess}"))
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            401 => continue,
+            429 => {
+                limited = Some(response);
+                break;
+            }
+            other => panic!("guess {guess}: {other}"),
+        }
+    }
+    let response = limited.expect("a 429 within RATE_LIMIT + 1 requests");
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_requests");
+    assert_eq!(get(app, "/admin/dlq", Some(TOKEN)).await.0, 429);
 }

@@ -76,6 +76,9 @@ pub enum ApiError {
     /// A state conflict (used coupon, duplicate issue, non-cancellable order): 409.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// Too many requests from one client: 429 with `Retry-After` (whole seconds, rounded up).
+    #[error("too many requests")]
+    TooManyRequests { retry_after: std::time::Duration },
     /// Database unreachable or pool exhausted: 503, retry later.
     #[error("unavailable: {0:#}")]
     Unavailable(anyhow::Error),
@@ -107,6 +110,7 @@ impl actix_web::ResponseError for ApiError {
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -126,12 +130,33 @@ impl actix_web::ResponseError for ApiError {
                 format!("{what} not found"),
                 None,
             ),
-            Self::Unauthorized => api_error(
-                self.status_code(),
-                "unauthorized",
-                "a valid bearer token is required",
-                None,
-            ),
+            Self::Unauthorized => {
+                let mut response = api_error(
+                    self.status_code(),
+                    "unauthorized",
+                    "a valid bearer token is required",
+                    None,
+                );
+                response.headers_mut().insert(
+                    actix_web::http::header::WWW_AUTHENTICATE,
+                    actix_web::http::header::HeaderValue::from_static("Bearer"),
+                );
+                response
+            }
+            Self::TooManyRequests { retry_after } => {
+                let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                let mut response = api_error(
+                    self.status_code(),
+                    "too_many_requests",
+                    format!("too many requests from this client; retry in {seconds} s"),
+                    None,
+                );
+                response.headers_mut().insert(
+                    actix_web::http::header::RETRY_AFTER,
+                    actix_web::http::header::HeaderValue::from(seconds.max(1)),
+                );
+                response
+            }
             Self::Conflict { code, message } => api_error(self.status_code(), code, message, None),
             Self::Unavailable(cause) => unavailable(cause),
             Self::Internal(cause) => internal_error(cause),

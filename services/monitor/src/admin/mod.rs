@@ -1,12 +1,16 @@
 //! The admin API: dead-letter operations over HTTP, behind a bearer token.
 //!
 //! Off unless `ADMIN_TOKEN` is set (the routes do not exist then). A missing or wrong token is
-//! a 401 that does not say which; the token is compared in constant time and never logged.
+//! a 401 that does not say which; the token is compared in constant time and never logged, and
+//! each client may make `ADMIN_RATE_LIMIT` admin requests a minute ([`auth`]).
 //!
 //! A thin adapter over [`shared::dlq`], which owns the operations, their guard and their audit
 //! (the same as `sagactl dlq`'s): a route builds the request, calls the operation and renders
 //! its result as JSON.
 
+mod auth;
+
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -20,11 +24,15 @@ use shared::dlq::{
 use shared::http::{ApiError, ValidJson};
 use shared::seal::Keyring;
 
+pub use auth::{AdminToken, RateLimit};
+
 /// The admin API's settings.
 #[derive(Clone)]
 pub struct AdminSettings {
     /// `ADMIN_TOKEN`.
-    pub token: String,
+    pub token: AdminToken,
+    /// `ADMIN_RATE_LIMIT`: admin requests per client and minute.
+    pub rate_limit: RateLimit,
     /// The broker whose dead-letter queues are operated on.
     pub amqp: AmqpSettings,
     /// `DLQ_CONSUMERS`: the consumers whose dead-letter queues exist.
@@ -38,7 +46,7 @@ pub struct AdminSettings {
 impl std::fmt::Debug for AdminSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminSettings")
-            .field("token", &"<redacted>")
+            .field("token", &self.token)
             .field("consumers", &self.consumers)
             .finish()
     }
@@ -56,6 +64,15 @@ pub struct AdminArgs {
     /// Where the admin API writes purged messages (default: the system temp directory).
     #[arg(long = "admin-purge-dir", env = "ADMIN_PURGE_DIR")]
     pub purge_dir: Option<PathBuf>,
+    /// Admin requests each client may make per minute (a burst of as many), against token
+    /// guessing; past it, 429 with Retry-After.
+    #[arg(
+        long = "admin-rate-limit",
+        env = "ADMIN_RATE_LIMIT",
+        value_name = "PER_MINUTE",
+        default_value = "60"
+    )]
+    pub rate_limit: NonZeroU32,
 }
 
 impl std::fmt::Debug for AdminArgs {
@@ -70,9 +87,10 @@ impl std::fmt::Debug for AdminArgs {
 impl AdminSettings {
     /// `None` when no token is given: the admin API is off.
     pub fn from_args(args: AdminArgs, amqp: &AmqpSettings) -> Option<Self> {
-        let token = args.token.filter(|token| !token.trim().is_empty())?;
+        let token = AdminToken::new(args.token?)?;
         Some(Self {
             token,
+            rate_limit: RateLimit::per_minute(args.rate_limit),
             amqp: amqp.clone(),
             consumers: consumers_from(&args.consumers),
             purge_dir: args.purge_dir.unwrap_or_else(std::env::temp_dir),
@@ -99,25 +117,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, settings: AdminSettings) {
 }
 
 fn authorize(request: &HttpRequest, settings: &AdminSettings) -> Result<(), ApiError> {
-    let presented = request
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if constant_time_eq(presented.as_bytes(), settings.token.as_bytes()) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for (i, byte) in b.iter().enumerate() {
-        diff |= usize::from(a.get(i).copied().unwrap_or(0) ^ byte);
-    }
-    diff == 0
+    auth::authorize(request, &settings.token, &settings.rate_limit)
 }
 
 async fn operator(settings: &AdminSettings) -> Result<Operator, ApiError> {
