@@ -102,30 +102,7 @@ async fn the_admin_api_wants_its_bearer_token() {
         "order 999 matches nothing"
     );
 
-    assert_eq!(
-        refusal(&app, "replay", json!({})).await,
-        (422, Some("all".into())),
-        "an empty filter needs all=true"
-    );
-    assert_eq!(
-        refusal(&app, "replay", json!({"all": true, "rate": 0})).await,
-        (422, Some("rate".into()))
-    );
-    assert_eq!(
-        refusal(&app, "purge", json!({"all": true})).await,
-        (422, Some("confirm".into())),
-        "a purge needs confirm=true"
-    );
-    assert_eq!(
-        refusal(
-            &app,
-            "purge",
-            json!({"all": true, "confirm": true, "dry_run": true})
-        )
-        .await,
-        (422, Some("dry_run".into())),
-        "a purge is never taken for a dry run"
-    );
+    assert_bad_operations_are_refused(&app).await;
     assert_eq!(
         dlq_depth(&s, PRODUCT).await,
         1,
@@ -178,4 +155,32 @@ async fn assert_guessing_is_rate_limited(app: &TestApp) {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "too_many_requests");
     assert_eq!(get(app, "/admin/dlq", Some(TOKEN)).await.0, 429);
+}
+
+/// Each operation that cannot run is a 422 naming the body field to set.
+async fn assert_bad_operations_are_refused(app: &TestApp) {
+    assert_eq!(
+        refusal(app, "replay", json!({})).await,
+        (422, Some("all".into())),
+        "an empty filter needs all=true"
+    );
+    assert_eq!(
+        refusal(app, "replay", json!({"all": true, "rate": 0})).await,
+        (422, Some("rate".into()))
+    );
+    assert_eq!(
+        refusal(app, "purge", json!({"all": true})).await,
+        (422, Some("confirm".into())),
+        "a purge needs confirm=true"
+    );
+    assert_eq!(
+        refusal(
+            app,
+            "purge",
+            json!({"all": true, "confirm": true, "dry_run": true})
+        )
+        .await,
+        (422, Some("dry_run".into())),
+        "a purge is never taken for a dry run"
+    );
 }
