@@ -113,7 +113,7 @@ pub struct Common {
 }
 
 impl Common {
-    fn read(knobs: &mut Knobs) -> anyhow::Result<Self> {
+    pub fn read(knobs: &mut Knobs) -> anyhow::Result<Self> {
         Ok(Self {
             server: Server::new(&knobs.text("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")),
             amqp_url: knobs.text("AMQP_URL", DEFAULT_AMQP_URL),

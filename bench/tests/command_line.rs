@@ -6,6 +6,7 @@ fn every_benchmark_binary_answers_help_and_version_without_running() {
         (env!("CARGO_BIN_EXE_relay-bench"), "relay-bench"),
         (env!("CARGO_BIN_EXE_saga-bench"), "saga-bench"),
         (env!("CARGO_BIN_EXE_saga-monolith"), "saga-monolith"),
+        (env!("CARGO_BIN_EXE_seal-bench"), "seal-bench"),
     ] {
         testkit::binary::assert_command_line(binary, name, &[]);
     }

@@ -140,6 +140,11 @@ impl System {
             ("AMQP_URL".to_owned(), self.params.common.amqp_url.clone()),
             ("AMQP_PREFIX".to_owned(), self.prefix.clone()),
             ("RUST_LOG".to_owned(), self.params.rust_log.clone()),
+            // Sealing is measured as deployed; the public development keys unless given others.
+            (
+                "EVENT_KEYS".to_owned(),
+                shared::config::env_or("EVENT_KEYS", shared::seal::settings::DEV),
+            ),
         ]);
         let process = Process::spawn(
             name,

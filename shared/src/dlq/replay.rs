@@ -69,7 +69,14 @@ impl Operator {
                     replayer.one(&queue, delivery, letter).await?;
                 }
             }
-            let kept = snapshot.deliveries.len() - (replayer.report.moved.len() - moved_before);
+            // A dry run reports what would move but moves nothing: every message comes back,
+            // and the release must wait for all of them, or a read right after finds them gone.
+            let moved = if replayer.dry_run {
+                0
+            } else {
+                replayer.report.moved.len() - moved_before
+            };
+            let kept = snapshot.deliveries.len() - moved;
             snapshot.release(&self.connection, kept).await;
         }
         let _ = replayer.publisher.close(200, "replay done".into()).await;
