@@ -121,14 +121,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn operator(settings: &AdminSettings) -> Result<Operator, ApiError> {
-    Operator::connect(
-        &settings.amqp.url,
-        &settings.amqp.prefix,
-        settings.consumers.clone(),
-    )
-    .await
-    .map(|operator| operator.with_keys(settings.keys.clone()))
-    .map_err(ApiError::Unavailable)
+    Operator::connect(&settings.amqp, settings.consumers.clone())
+        .await
+        .map(|operator| operator.with_keys(settings.keys.clone()))
+        .map_err(ApiError::Unavailable)
 }
 
 fn actor(request: &HttpRequest) -> String {
