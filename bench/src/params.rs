@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
-use shared::config::{DEFAULT_AMQP_URL, env_or, env_parse};
+use shared::config::{AmqpSettings, AmqpTls, DEFAULT_AMQP_URL, env_or, env_parse};
 
 use crate::db::Server;
 
@@ -108,15 +108,27 @@ pub struct Common {
     pub server: Server,
     /// `AMQP_URL`: the broker, for the benchmark and the processes under test.
     pub amqp_url: String,
+    /// `AMQP_TLS_*`: TLS towards an `amqps://` broker (the processes under test inherit them).
+    pub amqp_tls: AmqpTls,
     /// `BENCH_RESULTS_DIR`: where the results go; default `bench/results`.
     pub results_dir: PathBuf,
 }
 
 impl Common {
+    /// The broker with the AMQP name prefix `prefix`.
+    pub fn amqp(&self, prefix: &str) -> AmqpSettings {
+        AmqpSettings {
+            url: self.amqp_url.clone(),
+            prefix: prefix.to_owned(),
+            tls: self.amqp_tls.clone(),
+        }
+    }
+
     pub fn read(knobs: &mut Knobs) -> anyhow::Result<Self> {
         Ok(Self {
             server: Server::new(&knobs.text("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432")),
             amqp_url: knobs.text("AMQP_URL", DEFAULT_AMQP_URL),
+            amqp_tls: AmqpTls::from_env(),
             results_dir: knobs.path("BENCH_RESULTS_DIR", || {
                 Ok(concat!(env!("CARGO_MANIFEST_DIR"), "/results").into())
             })?,

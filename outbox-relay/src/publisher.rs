@@ -5,6 +5,7 @@ use lapin::{BasicProperties, Channel, Connection};
 use shared::amqp::headers::{self, short};
 use shared::amqp::publish::{Outcome, Outgoing, publish_all};
 use shared::amqp::{Topology, connect};
+use shared::config::AmqpSettings;
 
 use crate::store::PendingRow;
 
@@ -17,8 +18,12 @@ pub struct Publisher {
 impl Publisher {
     /// Connects, declares the events exchange (so a fresh broker cannot make every publish fail)
     /// and enables confirms.
-    pub async fn connect(url: &str, topology: &Topology, name: &str) -> anyhow::Result<Self> {
-        let connection = connect(url, name).await?;
+    pub async fn connect(
+        amqp: &AmqpSettings,
+        topology: &Topology,
+        name: &str,
+    ) -> anyhow::Result<Self> {
+        let connection = connect(amqp, name).await?;
         let channel = shared::amqp::publish::confirm_channel(&connection).await?;
         topology.declare_exchanges(&channel).await?;
         Ok(Self {

@@ -63,7 +63,7 @@ pub async fn run(
     while !shutdown.is_triggered() {
         let result = match &publisher {
             Some(active) => drain(&target, &settings, active, &shutdown, &mut retry_pending).await,
-            None => match Publisher::connect(&settings.amqp.url, &topology, &name).await {
+            None => match Publisher::connect(&settings.amqp, &topology, &name).await {
                 Ok(connected) => {
                     tracing::info!(database = %target.name, "relay connected to the broker");
                     publisher = Some(connected);

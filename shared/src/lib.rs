@@ -15,6 +15,7 @@
 //! - [`service`]: runs a service's HTTP server and consumers side by side until shutdown.
 //! - [`config`]: settings from environment variables with working local defaults.
 //! - [`telemetry`]: tracing setup (the metrics exporter hooks in here later).
+//! - [`tls`]: certificates and keys from PEM files, for every TLS connection.
 //! - [`shutdown`]: the shutdown signal passed to every long-running loop.
 //! - [`backoff`]: the one exponential backoff used by every retry loop.
 //! - [`error`]: the error policy.
@@ -41,3 +42,4 @@ pub mod service;
 pub mod shutdown;
 pub mod telemetry;
 pub mod text_enum;
+pub mod tls;

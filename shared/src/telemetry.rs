@@ -1,11 +1,14 @@
 //! One tracing setup for every binary: compact lines on stderr locally, JSON in containers
 //! (`LOG_FORMAT=json`), `RUST_LOG` respected (default `info`), and OpenTelemetry export over
-//! OTLP/HTTP when the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is set (off otherwise).
+//! OTLP/HTTP when the standard `OTEL_EXPORTER_OTLP_ENDPOINT` is set (off otherwise), over TLS
+//! for an `https://` endpoint ([`otlp_client`] reads the certificate variables).
 //!
 //! A saga's trace travels as a W3C `traceparent`: in the HTTP request that created the order,
 //! in every envelope and AMQP header after it. [`continue_trace`] makes a span a child of that
 //! context, so all spans of one saga share one trace id across services; the id is also a span
 //! field (`trace_id`), hence in every log line of the saga.
+
+mod otlp_client;
 
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TracerProvider as _;
@@ -47,13 +50,22 @@ pub fn init(service: &str) {
 }
 
 /// The OTLP tracer when `OTEL_EXPORTER_OTLP_ENDPOINT` is set; the exporter reads the standard
-/// `OTEL_EXPORTER_OTLP_*` variables itself.
+/// `OTEL_EXPORTER_OTLP_*` variables itself, but for TLS ([`otlp_client`]).
 fn otlp_tracer(service: &str) -> Option<opentelemetry_sdk::trace::Tracer> {
+    use opentelemetry_otlp::WithHttpConfig;
     let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
         .ok()
         .filter(|e| !e.trim().is_empty())?;
+    let client = match otlp_client::OtlpClient::from_env() {
+        Ok(client) => client,
+        Err(err) => {
+            eprintln!("OTLP export to {endpoint} disabled: {err}");
+            return None;
+        }
+    };
     let exporter = match opentelemetry_otlp::SpanExporter::builder()
         .with_http()
+        .with_http_client(client)
         .build()
     {
         Ok(exporter) => exporter,

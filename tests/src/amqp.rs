@@ -11,6 +11,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use shared::amqp::{QueueSpec, Topology, connect};
+use shared::config::{AmqpSettings, AmqpTls};
 
 /// The broker: `AMQP_URL`, default the local one.
 pub fn amqp_url() -> String {
@@ -22,6 +23,8 @@ pub struct TestAmqp {
     pub prefix: String,
     pub topology: Topology,
     pub url: String,
+    /// `AMQP_TLS_*`, for a broker reached over `amqps://`.
+    tls: AmqpTls,
     pub connection: Connection,
     pub channel: Channel,
     queues: Mutex<Vec<String>>,
@@ -31,8 +34,12 @@ impl TestAmqp {
     /// A new prefix with its exchanges declared.
     pub async fn new() -> Self {
         let prefix = format!("t{}", crate::unique_suffix());
-        let url = amqp_url();
-        let connection = connect(&url, &format!("test {prefix}"))
+        let broker = AmqpSettings {
+            url: amqp_url(),
+            prefix: prefix.clone(),
+            tls: AmqpTls::from_env(),
+        };
+        let connection = connect(&broker, &format!("test {prefix}"))
             .await
             .expect("RabbitMQ must be reachable at AMQP_URL (see README)");
         let channel = connection.create_channel().await.expect("channel");
@@ -44,7 +51,8 @@ impl TestAmqp {
         Self {
             prefix,
             topology,
-            url,
+            url: broker.url,
+            tls: broker.tls,
             connection,
             channel,
             queues: Mutex::new(Vec::new()),
@@ -52,10 +60,11 @@ impl TestAmqp {
     }
 
     /// The settings a service under test should use.
-    pub fn settings(&self) -> shared::config::AmqpSettings {
-        shared::config::AmqpSettings {
+    pub fn settings(&self) -> AmqpSettings {
+        AmqpSettings {
             url: self.url.clone(),
             prefix: self.prefix.clone(),
+            tls: self.tls.clone(),
         }
     }
 
@@ -223,7 +232,7 @@ impl TestAmqp {
 impl Drop for TestAmqp {
     fn drop(&mut self) {
         let queues = std::mem::take(&mut *self.queues.lock().unwrap_or_else(|e| e.into_inner()));
-        let url = self.url.clone();
+        let broker = self.settings();
         let topology = self.topology.clone();
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
@@ -231,7 +240,7 @@ impl Drop for TestAmqp {
                 .build()
                 .ok()?;
             runtime.block_on(async move {
-                let connection = connect(&url, "test cleanup").await.ok()?;
+                let connection = connect(&broker, "test cleanup").await.ok()?;
                 let channel = connection.create_channel().await.ok()?;
                 for queue in queues {
                     let _ = channel

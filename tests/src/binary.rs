@@ -9,7 +9,7 @@ const SECRET: &str = "s3cr3t-never-shown";
 
 /// The variables every service binary takes besides its own `{NAME}_PORT` and
 /// `{NAME}_DATABASE_URL`.
-pub const SERVICE_VARIABLES: [&str; 20] = [
+pub const SERVICE_VARIABLES: [&str; 23] = [
     "HTTP_HOST",
     "HTTP_WORKERS",
     "DB_POOL_SIZE",
@@ -22,6 +22,9 @@ pub const SERVICE_VARIABLES: [&str; 20] = [
     "PGSSLMODE",
     "AMQP_URL",
     "AMQP_PREFIX",
+    "AMQP_TLS_CA",
+    "AMQP_TLS_CLIENT_CERT",
+    "AMQP_TLS_CLIENT_KEY",
     "CONSUMER_PREFETCH",
     "CONSUMER_CONCURRENCY",
     "CONSUMER_MAX_ATTEMPTS",

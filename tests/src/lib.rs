@@ -6,6 +6,7 @@
 //! the broker and can cut every connection on command. [`eventually`] waits for a condition
 //! with a deadline instead of sleeping. [`clients`] are typed HTTP clients for the services.
 //! [`keys`] seals and opens events with the development key set every service under test uses.
+//! [`pki`] makes the certificates of the TLS tests.
 
 mod amqp;
 pub mod binary;
@@ -13,6 +14,7 @@ pub mod clients;
 mod db;
 pub mod effects;
 pub mod keys;
+pub mod pki;
 mod proxy;
 pub mod service;
 mod wait;

@@ -4,27 +4,30 @@
 
 use anyhow::Context;
 use shared::amqp::{QueueSpec, Topology, connect};
+use shared::config::AmqpSettings;
 
 use crate::workload::BenchEvent;
 
 pub struct BenchBroker {
     pub topology: Topology,
     pub spec: QueueSpec,
-    url: String,
+    /// The broker, with the run's prefix.
+    pub amqp: AmqpSettings,
 }
 
 impl BenchBroker {
     /// Declares the exchanges and the consumer queue, so the queue is the same quorum queue,
     /// with the same arguments, that services consume.
-    pub async fn declare(url: &str, prefix: &str) -> anyhow::Result<Self> {
-        let topology = Topology::new(prefix);
+    pub async fn declare(amqp: AmqpSettings) -> anyhow::Result<Self> {
+        let prefix = amqp.prefix.clone();
+        let topology = Topology::new(prefix.as_str());
         // No retry ladder: nothing in the benchmark fails, and fewer queues means less to delete.
         let spec = QueueSpec::new(
             "bench",
             vec![<BenchEvent as shared::envelope::SagaEvent>::ROUTING_KEY.to_owned()],
             Vec::new(),
         );
-        let connection = connect(url, &format!("relay-bench {prefix}")).await?;
+        let connection = connect(&amqp, &format!("relay-bench {prefix}")).await?;
         let channel = connection
             .create_channel()
             .await
@@ -34,7 +37,7 @@ impl BenchBroker {
         Ok(Self {
             topology,
             spec,
-            url: url.to_owned(),
+            amqp,
         })
     }
 
@@ -44,7 +47,7 @@ impl BenchBroker {
 
     /// Deletes the queue and the exchanges.
     pub async fn delete(&self) -> anyhow::Result<()> {
-        let connection = connect(&self.url, "relay-bench cleanup").await?;
+        let connection = connect(&self.amqp, "relay-bench cleanup").await?;
         let channel = connection
             .create_channel()
             .await

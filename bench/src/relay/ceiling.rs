@@ -10,11 +10,12 @@ use outbox_relay::publisher::properties;
 use outbox_relay::store::PendingRow;
 use shared::amqp::connect;
 use shared::amqp::publish::{Outcome, Outgoing, publish_all};
+use shared::config::AmqpSettings;
 
 /// Publishes every row to `exchange` from `publishers` connections, each taking the next
 /// window as a relay claimer takes the next batch; returns once every window is confirmed.
 pub async fn publish(
-    url: &str,
+    amqp: &AmqpSettings,
     exchange: &str,
     rows: Arc<Vec<PendingRow>>,
     window: usize,
@@ -23,11 +24,11 @@ pub async fn publish(
     let next_window = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for index in 0..publishers {
-        let (url, exchange) = (url.to_owned(), exchange.to_owned());
+        let (amqp, exchange) = (amqp.clone(), exchange.to_owned());
         let (rows, next_window) = (rows.clone(), next_window.clone());
         tasks.spawn(async move {
             // Connecting is inside the timed span, as the relay's is.
-            let connection = connect(&url, &format!("relay-bench ceiling #{index}")).await?;
+            let connection = connect(&amqp, &format!("relay-bench ceiling #{index}")).await?;
             let channel = connection
                 .create_channel()
                 .await

@@ -47,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
     let db = server.create(&format!("bench_relay_{suffix}")).await?;
     let prefix = format!("bench{suffix}");
     let logs = Logs::create(&format!("relay-bench-{suffix}"))?;
-    let broker = match BenchBroker::declare(&params.common.amqp_url, &prefix).await {
+    let broker = match BenchBroker::declare(params.common.amqp(&prefix)).await {
         Ok(broker) => broker,
         Err(err) => {
             cleanup(&params, &db, None, &logs).await;

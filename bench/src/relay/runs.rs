@@ -42,7 +42,7 @@ impl<'a> Bench<'a> {
         logs: &'a Logs,
     ) -> anyhow::Result<Self> {
         let consumer_connection =
-            shared::amqp::connect(&params.common.amqp_url, "relay-bench consumer").await?;
+            shared::amqp::connect(&broker.amqp, "relay-bench consumer").await?;
         Ok(Self {
             params,
             db,
@@ -134,7 +134,7 @@ impl<'a> Bench<'a> {
         let started = Instant::now();
         let exchange = self.broker.topology.events_exchange();
         let published = ceiling::publish(
-            &self.params.common.amqp_url,
+            &self.broker.amqp,
             &exchange,
             rows.clone(),
             self.params.batch_size,

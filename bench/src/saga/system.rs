@@ -208,7 +208,8 @@ impl System {
 
     async fn remove_broker_objects(&self) -> anyhow::Result<()> {
         let connection =
-            shared::amqp::connect(&self.params.common.amqp_url, "saga-bench cleanup").await?;
+            shared::amqp::connect(&self.params.common.amqp(&self.prefix), "saga-bench cleanup")
+                .await?;
         let channel = connection.create_channel().await?;
         let topology = Topology::new(self.prefix.clone());
         let delays = ConsumerSettings::from_env()?.retry_delays;
@@ -241,12 +242,9 @@ impl System {
             return Ok((0, 0));
         }
         let names: Vec<String> = SERVICES.iter().map(|name| (*name).to_owned()).collect();
-        let operator = shared::dlq::Operator::connect(
-            &self.params.common.amqp_url,
-            &self.prefix,
-            names.clone(),
-        )
-        .await?;
+        let operator =
+            shared::dlq::Operator::connect(&self.params.common.amqp(&self.prefix), names.clone())
+                .await?;
         let topology = Topology::new(self.prefix.clone());
         let (mut waiting, mut dead) = (0, 0);
         for name in &names {

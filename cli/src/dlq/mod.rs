@@ -39,6 +39,9 @@ struct Connection {
     /// The AMQP name prefix of the system.
     #[arg(long, env = "AMQP_PREFIX", default_value = shared::config::DEFAULT_AMQP_PREFIX, global = true)]
     prefix: String,
+    /// TLS towards the broker, for an `amqps://` URL.
+    #[command(flatten)]
+    tls: shared::config::AmqpTls,
     /// Consumers whose dead-letter queues to look at (comma-separated).
     #[arg(long, env = "DLQ_CONSUMERS", default_value = dlq::DEFAULT_CONSUMERS, global = true)]
     consumers: String,
@@ -62,6 +65,15 @@ struct Connection {
 }
 
 impl Connection {
+    /// The broker as every component names it.
+    fn amqp(&self) -> shared::config::AmqpSettings {
+        shared::config::AmqpSettings {
+            url: self.amqp_url.clone(),
+            prefix: self.prefix.clone(),
+            tls: self.tls.clone(),
+        }
+    }
+
     fn audit_database(&self) -> String {
         self.audit_database_url
             .clone()
@@ -150,7 +162,7 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
     } else {
         Some(c.keys.load(None).context("event keys")?)
     };
-    let operator = Operator::connect(&c.amqp_url, &c.prefix, consumers)
+    let operator = Operator::connect(&c.amqp(), consumers)
         .await?
         .with_keys(keys);
     match args.command {

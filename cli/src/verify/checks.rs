@@ -213,7 +213,7 @@ pub async fn no_dead_letters(
     consumers: Vec<String>,
     allowed: bool,
 ) -> anyhow::Result<()> {
-    let operator = shared::dlq::Operator::connect(&amqp.url, &amqp.prefix, consumers).await?;
+    let operator = shared::dlq::Operator::connect(amqp, consumers).await?;
     for queue in operator.queues(&shared::dlq::Filter::default()) {
         let depth = operator.depth(&queue).await?;
         report

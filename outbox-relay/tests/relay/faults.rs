@@ -86,7 +86,7 @@ async fn cutting_the_broker_connection_mid_stream_loses_nothing() {
     let proxy = TcpProxy::start(broker_addr()).await;
     let through_proxy = AmqpSettings {
         url: proxy.amqp_url(),
-        prefix: amqp.prefix.clone(),
+        ..amqp.settings()
     };
     let consumer = pings_consumer(&through_proxy, &db);
     amqp.declare(&consumer.queue_spec()).await;

@@ -1,10 +1,19 @@
 //! OpenTelemetry export: off by default, on with `OTEL_EXPORTER_OTLP_ENDPOINT`, and the spans a
-//! service exports while handling a saga event belong to the saga's trace.
+//! service exports while handling a saga event belong to the saga's trace. Over `https://`, the
+//! collector's certificate is verified against `OTEL_EXPORTER_OTLP_CERTIFICATE` and a client
+//! certificate is shown to a collector that requires one.
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+// The collector lives in `tests/otlp/` (no `main.rs` there, so cargo builds no second target).
+#[path = "otlp/collector.rs"]
+mod collector;
+
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use collector::Collector;
 
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
@@ -12,57 +21,12 @@ use lapin::types::FieldTable;
 use shared::amqp::headers;
 use shared::envelope::{Envelope, SagaEvent};
 use shared::events::{CouponProcessed, OrderCommand, OrderLine};
+use testkit::pki::{Ca, IssuedFiles};
 use testkit::{TestAmqp, TestDb, eventually_async, init_tracing};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::process::Child;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
-
-/// A minimal OTLP/HTTP collector: answers 200 to every POST and keeps the bodies.
-async fn collector() -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let bodies: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
-    let sink = bodies.clone();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let sink = sink.clone();
-            tokio::spawn(async move {
-                let mut buffer = Vec::new();
-                let mut chunk = [0u8; 8192];
-                loop {
-                    let Ok(read) = socket.read(&mut chunk).await else {
-                        return;
-                    };
-                    if read == 0 {
-                        return;
-                    }
-                    buffer.extend_from_slice(&chunk[..read]);
-                    let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buffer[..end]).to_lowercase();
-                    let length: usize = head
-                        .lines()
-                        .find_map(|line| line.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    if buffer.len() >= end + 4 + length {
-                        sink.lock()
-                            .unwrap()
-                            .push(buffer[end + 4..end + 4 + length].to_vec());
-                        buffer.drain(..end + 4 + length);
-                        let _ = socket
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
-                            .await;
-                    }
-                }
-            });
-        }
-    });
-    (port, bodies)
-}
+const DEADLINE: Duration = Duration::from_secs(30);
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -72,9 +36,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The real balance-service binary on a free port, exporting spans to the collector on
-/// `collector_port`, once it is ready; killed when dropped.
-async fn start_service(db: &TestDb, amqp: &TestAmqp, collector_port: u16) -> Child {
+/// The real balance-service binary on a free port, exporting spans to `endpoint` with the
+/// `otel` variables, once it is ready; killed when dropped.
+async fn start_service(
+    db: &TestDb,
+    amqp: &TestAmqp,
+    endpoint: &str,
+    otel: &[(&str, &Path)],
+) -> Child {
     amqp.remember_consumer(
         balance_service::NAME,
         &[
@@ -91,10 +60,8 @@ async fn start_service(db: &TestDb, amqp: &TestAmqp, collector_port: u16) -> Chi
         .env("AMQP_URL", &amqp.url)
         .env("AMQP_PREFIX", &amqp.prefix)
         .env("EVENT_KEYS", "dev")
-        .env(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            format!("http://127.0.0.1:{collector_port}"),
-        )
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        .envs(otel.iter().copied())
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .env("RUST_LOG", "info")
         .kill_on_drop(true)
@@ -181,8 +148,110 @@ async fn spans_are_exported_in_the_sagas_trace_when_an_endpoint_is_set() {
     init_tracing();
     let db = TestDb::with_migrations(vec![balance_service::MIGRATIONS]).await;
     let amqp = TestAmqp::new().await;
-    let (collector_port, bodies) = collector().await;
-    let _service = start_service(&db, &amqp, collector_port).await;
+    let collector = Collector::start(None).await;
+    let endpoint = format!("http://127.0.0.1:{}", collector.port);
+    let _service = start_service(&db, &amqp, &endpoint, &[]).await;
     publish_in_trace(&amqp).await;
-    wait_for_trace(&bodies).await;
+    wait_for_trace(&collector.bodies).await;
+}
+
+/// A CA, the collector's certificate for 127.0.0.1 and a client certificate, as files in a
+/// directory removed when dropped.
+struct Pki {
+    dir: PathBuf,
+    ca_file: PathBuf,
+    server: IssuedFiles,
+    client: IssuedFiles,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("saga-otlp-{}", testkit::unique_suffix()));
+        std::fs::create_dir(&dir).unwrap();
+        let ca = Ca::new("otlp test CA");
+        Self {
+            ca_file: ca.write(&dir.join("ca.crt")),
+            server: ca.server(&["127.0.0.1"]).write(&dir, "collector"),
+            client: ca.client("balance-service").write(&dir, "client"),
+            dir,
+        }
+    }
+
+    /// The collector's TLS: its certificate, and client certificates of the CA required.
+    fn server_config(&self) -> rustls::ServerConfig {
+        let provider = shared::tls::provider();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(shared::tls::certificates(&self.ca_file).unwrap());
+        let clients = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(clients)
+            .with_single_cert(
+                shared::tls::certificates(&self.server.cert).unwrap(),
+                shared::tls::private_key(&self.server.key).unwrap(),
+            )
+            .unwrap()
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[tokio::test]
+async fn spans_reach_a_collector_over_https_that_requires_a_client_certificate() {
+    init_tracing();
+    let db = TestDb::with_migrations(vec![balance_service::MIGRATIONS]).await;
+    let amqp = TestAmqp::new().await;
+    let pki = Pki::new();
+    let collector = Collector::start(Some(pki.server_config())).await;
+    let endpoint = format!("https://127.0.0.1:{}", collector.port);
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", pki.ca_file.as_path()),
+        (
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            pki.client.cert.as_path(),
+        ),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", pki.client.key.as_path()),
+    ];
+    let _service = start_service(&db, &amqp, &endpoint, &otel).await;
+    publish_in_trace(&amqp).await;
+    wait_for_trace(&collector.bodies).await;
+}
+
+#[tokio::test]
+async fn a_collector_whose_certificate_another_ca_signed_gets_no_span() {
+    init_tracing();
+    let db = TestDb::with_migrations(vec![balance_service::MIGRATIONS]).await;
+    let amqp = TestAmqp::new().await;
+    let pki = Pki::new();
+    let collector = Collector::start(Some(pki.server_config())).await;
+    let endpoint = format!("https://127.0.0.1:{}", collector.port);
+    let other = Ca::new("unrelated CA").write(&pki.dir.join("other-ca.crt"));
+    let otel = [
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", other.as_path()),
+        (
+            "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
+            pki.client.cert.as_path(),
+        ),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", pki.client.key.as_path()),
+    ];
+    let _service = start_service(&db, &amqp, &endpoint, &otel).await;
+    publish_in_trace(&amqp).await;
+    let refused = collector.refused.clone();
+    let reason = eventually_async(DEADLINE, "the exporter to refuse the collector", || async {
+        refused.lock().unwrap().first().cloned()
+    })
+    .await;
+    // The exporter hangs up mid-handshake (ureq sends no alert), before any request.
+    assert!(reason.contains("handshake"), "{reason}");
+    assert!(collector.bodies.lock().unwrap().is_empty());
 }

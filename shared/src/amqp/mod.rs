@@ -1,8 +1,10 @@
-//! Everything that knows about RabbitMQ: connecting, the header vocabulary, the topology and
-//! confirmed publishing. The rest of the crate talks in envelopes and queues.
+//! Everything that knows about RabbitMQ: connecting (over TLS for `amqps://`, see [`tls`]),
+//! the header vocabulary, the topology and confirmed publishing. The rest of the crate talks in
+//! envelopes and queues.
 
 pub mod headers;
 pub mod publish;
+pub mod tls;
 pub mod topology;
 
 use std::time::Duration;
@@ -11,17 +13,31 @@ use anyhow::Context;
 use lapin::{Connection, ConnectionProperties};
 
 use crate::backoff::Backoff;
+use crate::config::AmqpSettings;
 use crate::shutdown::Shutdown;
 
 pub use topology::{QueueSpec, Topology};
 
-/// Opens one connection named `name` (shown in the broker's connection list).
-pub async fn connect(url: &str, name: &str) -> anyhow::Result<Connection> {
+/// Opens one connection to the broker `amqp` names, named `name` (shown in the broker's
+/// connection list): plain for `amqp://`, TLS with `amqp.tls` for `amqps://`. The only way any
+/// component connects.
+pub async fn connect(amqp: &AmqpSettings, name: &str) -> anyhow::Result<Connection> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(url, properties))
+    let url = amqp.url.as_str();
+    let connecting = async {
+        let connection = match tls::config(url, &amqp.tls)? {
+            None => Connection::connect(url, properties).await?,
+            Some(tls) => {
+                let runtime = lapin::runtime::default_runtime()?;
+                Connection::connect_with_config(url, properties, tls, runtime).await?
+            }
+        };
+        anyhow::Ok(connection)
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, connecting)
         .await
         .map_err(|_| anyhow::anyhow!("no answer within {CONNECT_TIMEOUT:?}"))
-        .and_then(|connected| connected.map_err(anyhow::Error::from))
+        .and_then(|connected| connected)
         .with_context(|| format!("connecting to the broker as {name}"))
 }
 
@@ -30,7 +46,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connects, retrying with backoff until it succeeds or shutdown is requested (then `None`).
 pub async fn connect_with_retry(
-    url: &str,
+    amqp: &AmqpSettings,
     name: &str,
     shutdown: &mut Shutdown,
 ) -> Option<Connection> {
@@ -39,7 +55,7 @@ pub async fn connect_with_retry(
         if shutdown.is_triggered() {
             return None;
         }
-        match connect(url, name).await {
+        match connect(amqp, name).await {
             Ok(connection) => return Some(connection),
             Err(err) => {
                 let delay = backoff.next_delay();

@@ -14,8 +14,10 @@ use clap::{Args, FromArgMatches};
 
 use crate::db::redact;
 
+mod amqp_tls;
 mod postgres;
 
+pub use amqp_tls::AmqpTls;
 pub use postgres::{DatabaseSettings, PgServer, PoolSettings};
 
 /// Parses a duration as every option and variable takes it: `500ms`, `30s`, `5m`, `2h`.
@@ -86,13 +88,16 @@ pub const DEFAULT_AMQP_PREFIX: &str = "saga";
 /// How to reach the broker and which names to use there.
 #[derive(Clone, Args)]
 pub struct AmqpSettings {
-    /// The broker (`amqp://user:password@host:5672/vhost`).
+    /// The broker (`amqp://user:password@host:5672/vhost`, or `amqps://…:5671/…` for TLS).
     #[arg(id = "amqp_url", value_name = "URL", long = "amqp-url", env = "AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_default_value = true, hide_env_values = true)]
     pub url: String,
     /// First segment of every exchange and queue name, so that tests and tenants sharing one
     /// broker never collide.
     #[arg(id = "amqp_prefix", value_name = "PREFIX", long = "amqp-prefix", env = "AMQP_PREFIX", default_value = DEFAULT_AMQP_PREFIX)]
     pub prefix: String,
+    /// TLS towards the broker, for an `amqps://` URL.
+    #[command(flatten)]
+    pub tls: AmqpTls,
 }
 
 impl std::fmt::Debug for AmqpSettings {
@@ -100,16 +105,18 @@ impl std::fmt::Debug for AmqpSettings {
         f.debug_struct("AmqpSettings")
             .field("url", &redact(&self.url))
             .field("prefix", &self.prefix)
+            .field("tls", &self.tls)
             .finish()
     }
 }
 
 impl AmqpSettings {
-    /// The broker settings from the environment (`AMQP_URL`, `AMQP_PREFIX`).
+    /// The broker settings from the environment (`AMQP_URL`, `AMQP_PREFIX`, `AMQP_TLS_*`).
     pub fn from_env() -> Self {
         Self {
             url: env_or("AMQP_URL", DEFAULT_AMQP_URL),
             prefix: env_or("AMQP_PREFIX", DEFAULT_AMQP_PREFIX),
+            tls: AmqpTls::from_env(),
         }
     }
 }

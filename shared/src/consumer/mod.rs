@@ -52,7 +52,7 @@ pub(crate) struct Context {
 /// One consumer: a queue, its handlers and the database they write to.
 pub struct Consumer {
     ctx: Arc<Context>,
-    amqp_url: String,
+    amqp: AmqpSettings,
     connected: Arc<AtomicBool>,
 }
 
@@ -86,7 +86,7 @@ impl Consumer {
                 settings,
                 keys,
             }),
-            amqp_url: amqp.url.clone(),
+            amqp: amqp.clone(),
             connected: Arc::default(),
         }
     }
@@ -115,8 +115,7 @@ impl Consumer {
         let name = format!("consumer {}", self.ctx.queue);
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         loop {
-            let Some(connection) =
-                amqp::connect_with_retry(&self.amqp_url, &name, &mut shutdown).await
+            let Some(connection) = amqp::connect_with_retry(&self.amqp, &name, &mut shutdown).await
             else {
                 return Ok(());
             };

@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -72,9 +71,9 @@ pub fn client_config(
     if mode == SslMode::Disable {
         return Ok(None);
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::tls::provider();
     let algorithms = provider.signature_verification_algorithms;
-    let roots = root_cert.map(load_roots).transpose()?;
+    let roots = root_cert.map(crate::tls::roots).transpose()?;
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|err| format!("TLS configuration: {err}"))?;
@@ -99,22 +98,6 @@ pub fn client_config(
             })),
     };
     Ok(Some(config.with_no_client_auth()))
-}
-
-/// The certificates of the PEM file at `path`, as trust anchors.
-fn load_roots(path: &Path) -> Result<RootCertStore, String> {
-    let shown = path.display();
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|err| format!("reading root certificate {shown}: {err}"))?;
-    let mut roots = RootCertStore::empty();
-    let (added, _ignored) = roots.add_parsable_certificates(certs);
-    if added == 0 {
-        return Err(format!(
-            "root certificate {shown} holds no usable certificate"
-        ));
-    }
-    Ok(roots)
 }
 
 /// The verifier of every mode but `verify-full`: with roots (`verify-ca`, or `require` given a

@@ -6,6 +6,7 @@ use serde::Serialize;
 use super::message::{DeadLetter, Filter, parse};
 use super::snapshot::{self, Snapshot};
 use crate::amqp::{Topology, connect};
+use crate::config::AmqpSettings;
 use crate::seal::Keyring;
 
 /// The consumers whose dead-letter queues exist by default: the four services and the monitor
@@ -51,12 +52,12 @@ impl std::fmt::Debug for Operator {
 }
 
 impl Operator {
-    /// Connects to the broker at `url`; `consumers` are the consumer names whose dead-letter
-    /// queues exist under `prefix`.
-    pub async fn connect(url: &str, prefix: &str, consumers: Vec<String>) -> anyhow::Result<Self> {
+    /// Connects to the broker `amqp` names; `consumers` are the consumer names whose
+    /// dead-letter queues exist under its prefix.
+    pub async fn connect(amqp: &AmqpSettings, consumers: Vec<String>) -> anyhow::Result<Self> {
         Ok(Self {
-            connection: connect(url, "sagactl dlq").await?,
-            topology: Topology::new(prefix),
+            connection: connect(amqp, "sagactl dlq").await?,
+            topology: Topology::new(amqp.prefix.as_str()),
             consumers,
             keys: None,
         })

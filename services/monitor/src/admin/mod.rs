@@ -121,14 +121,10 @@ fn authorize(request: &HttpRequest, settings: &AdminSettings) -> Result<(), ApiE
 }
 
 async fn operator(settings: &AdminSettings) -> Result<Operator, ApiError> {
-    Operator::connect(
-        &settings.amqp.url,
-        &settings.amqp.prefix,
-        settings.consumers.clone(),
-    )
-    .await
-    .map(|operator| operator.with_keys(settings.keys.clone()))
-    .map_err(ApiError::Unavailable)
+    Operator::connect(&settings.amqp, settings.consumers.clone())
+        .await
+        .map(|operator| operator.with_keys(settings.keys.clone()))
+        .map_err(ApiError::Unavailable)
 }
 
 fn actor(request: &HttpRequest) -> String {
