@@ -4,6 +4,7 @@
 pub mod headers;
 pub mod publish;
 pub mod topology;
+pub mod user;
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use crate::backoff::Backoff;
 use crate::shutdown::Shutdown;
 
 pub use topology::{QueueSpec, Topology};
+pub use user::user_of;
 
 /// Opens one connection named `name` (shown in the broker's connection list).
 pub async fn connect(url: &str, name: &str) -> anyhow::Result<Connection> {

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::message::{DeadLetter, Filter, parse};
 use super::snapshot::{self, Snapshot};
-use crate::amqp::{Topology, connect};
+use crate::amqp::{Topology, connect, user_of};
 use crate::seal::Keyring;
 
 /// The consumers whose dead-letter queues exist by default: the four services and the monitor
@@ -36,6 +36,8 @@ pub struct Listing {
 /// An operator's session on the broker.
 pub struct Operator {
     pub(super) connection: lapin::Connection,
+    /// The operator's broker user: the `user_id` of replayed copies.
+    pub(super) user: String,
     topology: Topology,
     consumers: Vec<String>,
     /// Opens the bodies it lists, when the operator holds the keys.
@@ -55,6 +57,7 @@ impl Operator {
     /// queues exist under `prefix`.
     pub async fn connect(url: &str, prefix: &str, consumers: Vec<String>) -> anyhow::Result<Self> {
         Ok(Self {
+            user: user_of(url)?,
             connection: connect(url, "sagactl dlq").await?,
             topology: Topology::new(prefix),
             consumers,
