@@ -56,6 +56,14 @@ pub struct AdminArgs {
     /// Where the admin API writes purged messages (default: the system temp directory).
     #[arg(long = "admin-purge-dir", env = "ADMIN_PURGE_DIR")]
     pub purge_dir: Option<PathBuf>,
+    /// The broker identity the admin API operates dead letters as: the operator's, since the
+    /// monitor's own consumer identity may not read dead-letter queues (default: `AMQP_URL`).
+    #[arg(
+        long = "admin-amqp-url",
+        env = "ADMIN_AMQP_URL",
+        hide_env_values = true
+    )]
+    pub amqp_url: Option<String>,
 }
 
 impl std::fmt::Debug for AdminArgs {
@@ -71,9 +79,13 @@ impl AdminSettings {
     /// `None` when no token is given: the admin API is off.
     pub fn from_args(args: AdminArgs, amqp: &AmqpSettings) -> Option<Self> {
         let token = args.token.filter(|token| !token.trim().is_empty())?;
+        let mut amqp = amqp.clone();
+        if let Some(url) = args.amqp_url.filter(|url| !url.trim().is_empty()) {
+            amqp.url = url;
+        }
         Some(Self {
             token,
-            amqp: amqp.clone(),
+            amqp,
             consumers: consumers_from(&args.consumers),
             purge_dir: args.purge_dir.unwrap_or_else(std::env::temp_dir),
             keys: None,
