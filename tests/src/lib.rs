@@ -6,9 +6,11 @@
 //! the broker and can cut every connection on command. [`eventually`] waits for a condition
 //! with a deadline instead of sleeping. [`clients`] are typed HTTP clients for the services.
 //! [`keys`] seals and opens events with the development key set every service under test uses.
+//! [`broker`] sets up least-privilege broker identities in a vhost of a test's own.
 
 mod amqp;
 pub mod binary;
+pub mod broker;
 pub mod clients;
 mod db;
 pub mod effects;
