@@ -59,6 +59,7 @@ pub struct AdminArgs {
     /// The broker identity the admin API operates dead letters as: the operator's, since the
     /// monitor's own consumer identity may not read dead-letter queues (default: `AMQP_URL`).
     #[arg(
+        id = "admin_amqp_url",
         long = "admin-amqp-url",
         env = "ADMIN_AMQP_URL",
         hide_env_values = true
