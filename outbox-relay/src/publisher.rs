@@ -4,7 +4,7 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 use shared::amqp::headers::{self, short};
 use shared::amqp::publish::{Outcome, Outgoing, publish_all};
-use shared::amqp::{Topology, connect};
+use shared::amqp::{Topology, connect, user_of};
 use shared::config::AmqpSettings;
 
 use crate::store::PendingRow;
@@ -13,23 +13,28 @@ pub struct Publisher {
     connection: Connection,
     channel: Channel,
     exchange: String,
+    /// The relay's broker user, stated in every message's `user_id`.
+    user: String,
 }
 
 impl Publisher {
-    /// Connects, declares the events exchange (so a fresh broker cannot make every publish fail)
+    /// Connects, makes sure the events exchange exists (so a fresh broker cannot make every
+    /// publish fail; under `sagactl broker setup` it does, and the relay may not declare it)
     /// and enables confirms.
     pub async fn connect(
         amqp: &AmqpSettings,
         topology: &Topology,
         name: &str,
     ) -> anyhow::Result<Self> {
+        let user = user_of(&amqp.url)?;
         let connection = connect(amqp, name).await?;
+        topology.ensure_events_exchange(&connection).await?;
         let channel = shared::amqp::publish::confirm_channel(&connection).await?;
-        topology.declare_exchanges(&channel).await?;
         Ok(Self {
             connection,
             channel,
             exchange: topology.events_exchange(),
+            user,
         })
     }
 
@@ -46,6 +51,7 @@ impl Publisher {
                         routing_key: &row.routing_key,
                         body: &row.body,
                         properties,
+                        user_id: &self.user,
                     });
                     positions.push(position);
                 }

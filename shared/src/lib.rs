@@ -5,6 +5,7 @@
 //! - [`outbox`]: enqueue events inside the caller's transaction (never publish directly).
 //! - [`inbox`]: claim a message id inside the caller's transaction to drop duplicates.
 //! - [`amqp`]: broker connection, the header vocabulary and the queue topology.
+//! - [`broker`]: least-privilege broker identities: permissions, definitions, setup.
 //! - [`consumer`]: the runtime that turns deliveries into handler calls in one transaction.
 //! - [`db`]: connection pools and the embedded migrations runner.
 //! - [`dlq`]: list, show, replay and purge dead letters without losing one.
@@ -23,6 +24,7 @@
 
 pub mod amqp;
 pub mod backoff;
+pub mod broker;
 pub mod config;
 pub mod consumer;
 pub mod db;

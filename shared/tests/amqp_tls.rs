@@ -197,6 +197,7 @@ async fn the_consumer_runtime_works_over_mutual_tls() {
                 .with_message_id(envelope.event_id.to_string().as_str().into())
                 .with_type(envelope.event_type.as_str().into())
                 .with_delivery_mode(2),
+            user_id: &shared::amqp::user_of(&amqp.url).unwrap(),
         },
     )
     .await;

@@ -6,7 +6,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicAckOptions, BasicConsumeOptions, ExchangeDeleteOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
@@ -28,14 +29,21 @@ pub struct TestAmqp {
     pub connection: Connection,
     pub channel: Channel,
     queues: Mutex<Vec<String>>,
+    /// The consumers' retry exchanges, deleted with the queues.
+    exchanges: Mutex<Vec<String>>,
 }
 
 impl TestAmqp {
     /// A new prefix with its exchanges declared.
     pub async fn new() -> Self {
-        let prefix = format!("t{}", crate::unique_suffix());
+        Self::at(&amqp_url(), &format!("t{}", crate::unique_suffix())).await
+    }
+
+    /// `prefix` on the broker (and vhost) at `url`, with its exchanges declared.
+    pub async fn at(url: &str, prefix: &str) -> Self {
+        let prefix = prefix.to_owned();
         let broker = AmqpSettings {
-            url: amqp_url(),
+            url: url.to_owned(),
             prefix: prefix.clone(),
             tls: AmqpTls::from_env(),
         };
@@ -56,6 +64,7 @@ impl TestAmqp {
             connection,
             channel,
             queues: Mutex::new(Vec::new()),
+            exchanges: Mutex::new(Vec::new()),
         }
     }
 
@@ -81,6 +90,7 @@ impl TestAmqp {
         for delay in &spec.retry_delays {
             queues.push(self.topology.retry_queue(&spec.consumer, *delay));
         }
+        self.remember_exchange(self.topology.retry_exchange(&spec.consumer));
     }
 
     /// Remembers the queues a consumer named `consumer` will declare itself, for deletion.
@@ -91,6 +101,11 @@ impl TestAmqp {
         for delay in retry_delays {
             queues.push(self.topology.retry_queue(consumer, *delay));
         }
+        self.remember_exchange(self.topology.retry_exchange(consumer));
+    }
+
+    fn remember_exchange(&self, name: String) {
+        self.exchanges.lock().expect("lock").push(name);
     }
 
     /// A plain queue bound to the events exchange with `binding` that the test reads itself.
@@ -232,6 +247,8 @@ impl TestAmqp {
 impl Drop for TestAmqp {
     fn drop(&mut self) {
         let queues = std::mem::take(&mut *self.queues.lock().unwrap_or_else(|e| e.into_inner()));
+        let exchanges =
+            std::mem::take(&mut *self.exchanges.lock().unwrap_or_else(|e| e.into_inner()));
         let broker = self.settings();
         let topology = self.topology.clone();
         let _ = std::thread::spawn(move || {
@@ -245,6 +262,11 @@ impl Drop for TestAmqp {
                 for queue in queues {
                     let _ = channel
                         .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+                        .await;
+                }
+                for exchange in exchanges {
+                    let _ = channel
+                        .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
                         .await;
                 }
                 let _ = topology.delete_exchanges(&channel).await;

@@ -7,9 +7,11 @@
 //! with a deadline instead of sleeping. [`clients`] are typed HTTP clients for the services.
 //! [`keys`] seals and opens events with the development key set every service under test uses.
 //! [`pki`] makes the certificates of the TLS tests.
+//! [`broker`] sets up least-privilege broker identities in a vhost of a test's own.
 
 mod amqp;
 pub mod binary;
+pub mod broker;
 pub mod clients;
 mod db;
 pub mod effects;

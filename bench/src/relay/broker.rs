@@ -32,6 +32,7 @@ impl BenchBroker {
             .create_channel()
             .await
             .context("opening channel")?;
+        topology.declare_exchanges(&channel).await?;
         topology.declare_queue(&channel, &spec).await?;
         let _ = connection.close(200, "declared".into()).await;
         Ok(Self {

@@ -28,6 +28,7 @@ pub async fn publish(
         let (rows, next_window) = (rows.clone(), next_window.clone());
         tasks.spawn(async move {
             // Connecting is inside the timed span, as the relay's is.
+            let user = shared::amqp::user_of(&amqp.url)?;
             let connection = connect(&amqp, &format!("relay-bench ceiling #{index}")).await?;
             let channel = connection
                 .create_channel()
@@ -54,6 +55,7 @@ pub async fn publish(
                             routing_key: &row.routing_key,
                             body: &row.body,
                             properties: properties(row)?,
+                            user_id: &user,
                         })
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;

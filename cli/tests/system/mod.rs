@@ -1,6 +1,8 @@
 //! The whole system under test: the four services and the saga monitor, each on its own fresh
 //! database, one AMQP prefix for all of them, and the outbox relay in process. The testkit's
 //! typed clients (and shorthands for them here) keep the test bodies short.
+//! [`System::start_with_identities`] runs each process under its own least-privilege broker
+//! identity in a vhost of its own; [`System::start`] runs them all as the local admin.
 
 #![allow(dead_code, clippy::unwrap_used)] // each test binary uses part of the harness
 
@@ -9,8 +11,10 @@ use std::time::Duration;
 
 use outbox_relay::RelaySettings;
 use serde_json::Value;
+use shared::broker::Role;
 use shared::service::Application;
 use shared::shutdown::{Shutdown, ShutdownTrigger};
+use testkit::broker::TestBroker;
 use testkit::clients::{BalanceClient, CouponClient, OrderClient, ProductClient};
 use testkit::effects::unpublished;
 use testkit::service::{TestApp, service_settings};
@@ -25,6 +29,8 @@ pub const SERVICES: [&str; 5] = [ORDER, PRODUCT, COUPON, BALANCE, MONITOR];
 
 pub struct System {
     pub amqp: TestAmqp,
+    /// The identities, when the processes run under them (dropped after `amqp`).
+    pub broker: Option<TestBroker>,
     pub dbs: HashMap<&'static str, TestDb>,
     pub apps: HashMap<&'static str, TestApp>,
     relay: Option<(ShutdownTrigger, tokio::task::JoinHandle<anyhow::Result<()>>)>,
@@ -54,12 +60,26 @@ fn migrations(name: &str) -> diesel_migrations::EmbeddedMigrations {
 impl System {
     pub async fn start() -> Self {
         init_tracing();
-        let amqp = TestAmqp::new().await;
+        Self::start_on(TestAmqp::new().await, None).await
+    }
+
+    /// The system with each service, the monitor and the relay connecting as its own broker
+    /// identity (`sagactl broker setup`'s), in a vhost of this test's own.
+    pub async fn start_with_identities() -> Self {
+        let (broker, amqp) = TestBroker::new(&SERVICES).await;
+        Self::start_on(amqp, Some(broker)).await
+    }
+
+    async fn start_on(amqp: TestAmqp, broker: Option<TestBroker>) -> Self {
+        let url_of = |role: Role| broker.as_ref().map(|broker| broker.url(&role));
         let mut dbs = HashMap::new();
         let mut apps = HashMap::new();
         for name in SERVICES {
             let db = TestDb::with_migrations(vec![migrations(name)]).await;
-            let settings = service_settings(name, &db, &amqp);
+            let mut settings = service_settings(name, &db, &amqp);
+            if let Some(url) = url_of(Role::Consumer(name.to_owned())) {
+                settings.amqp.url = url;
+            }
             let app = TestApp::start(build(name, &settings).await);
             dbs.insert(name, db);
             apps.insert(name, app);
@@ -69,6 +89,7 @@ impl System {
         }
         let mut system = Self {
             amqp,
+            broker,
             dbs,
             apps,
             relay: None,
@@ -84,6 +105,9 @@ impl System {
             .map(|name| self.dbs[name].url.clone())
             .collect();
         let mut relay_settings = RelaySettings::new(urls, self.amqp.settings());
+        if let Some(broker) = &self.broker {
+            relay_settings.amqp.url = broker.url(&Role::Relay);
+        }
         relay_settings.max_backoff = Duration::from_millis(500);
         let (trigger, shutdown) = Shutdown::new();
         let relay = tokio::spawn(outbox_relay::run(relay_settings, shutdown));

@@ -10,6 +10,7 @@ fn help_lists_every_variable_and_version_answers_without_starting_the_service() 
             "DLQ_CONSUMERS",
             "ADMIN_PURGE_DIR",
             "ADMIN_RATE_LIMIT",
+            "ADMIN_AMQP_URL",
         ],
     );
 }

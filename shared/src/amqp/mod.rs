@@ -6,6 +6,7 @@ pub mod headers;
 pub mod publish;
 pub mod tls;
 pub mod topology;
+pub mod user;
 
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use crate::config::AmqpSettings;
 use crate::shutdown::Shutdown;
 
 pub use topology::{QueueSpec, Topology};
+pub use user::user_of;
 
 /// Opens one connection to the broker `amqp` names, named `name` (shown in the broker's
 /// connection list): plain for `amqp://`, TLS with `amqp.tls` for `amqps://`. The only way any

@@ -1,7 +1,10 @@
 //! Confirmed, mandatory publishing: the only way this code base puts a message on the broker.
 //!
 //! Every publish sets `mandatory`, because an unroutable message is otherwise confirmed and
-//! dropped (docs/traps.md, trap 1); a returned message counts as a failure. A batch is pipelined:
+//! dropped (docs/traps.md, trap 1); a returned message counts as a failure. Every publish states
+//! the publishing identity in `user_id`, replacing whatever the properties carried (a consumer's
+//! copy of a delivery carries the relay's): the broker refuses a `user_id` that is not the
+//! connection's user ([`super::user`]). A batch is pipelined:
 //! all messages are written first, then all confirms awaited, so a batch costs one round trip.
 
 use std::time::Duration;
@@ -37,6 +40,9 @@ pub struct Outgoing<'a> {
     pub routing_key: &'a str,
     pub body: &'a [u8],
     pub properties: BasicProperties,
+    /// The user the publishing connection authenticated as ([`super::user_of`]); it replaces
+    /// any `user_id` in `properties`.
+    pub user_id: &'a str,
 }
 
 /// What the broker said about one message.
@@ -92,6 +98,7 @@ async fn send(channel: &Channel, message: &Outgoing<'_>) -> Result<PublisherConf
     let exchange = short(message.exchange).map_err(|err| Outcome::Rejected(format!("{err:#}")))?;
     let routing_key =
         short(message.routing_key).map_err(|err| Outcome::Rejected(format!("{err:#}")))?;
+    let user_id = short(message.user_id).map_err(|err| Outcome::Rejected(format!("{err:#}")))?;
     channel
         .basic_publish(
             exchange,
@@ -101,7 +108,7 @@ async fn send(channel: &Channel, message: &Outgoing<'_>) -> Result<PublisherConf
                 ..BasicPublishOptions::default()
             },
             message.body,
-            message.properties.clone(),
+            message.properties.clone().with_user_id(user_id),
         )
         .await
         .map_err(|err| Outcome::Unknown(format!("publishing: {err}")))

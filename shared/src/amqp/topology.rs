@@ -4,9 +4,9 @@
 //! {p}.events (topic) ──routing keys──▶ {p}.{consumer}            (quorum)
 //!                                        │ transient failure: consumer republishes (confirmed)
 //!                                        ▼
-//!                                      {p}.{consumer}.retry.{ms}ms (quorum, message TTL = ms)
-//!                                        │ TTL expiry dead-letters at-least-once via the
-//!                                        │ default exchange straight back to {p}.{consumer}
+//! {p}.{consumer}.retry (direct) ──▶ {p}.{consumer}.retry-{ms}ms  (quorum, message TTL = ms)
+//!                                        │ TTL expiry dead-letters at-least-once through
+//!                                        │ {p}.{consumer}.retry straight back to {p}.{consumer}
 //!                                        ▼
 //! {p}.dlx (direct) ──{p}.{consumer}──▶ {p}.{consumer}.dlq        (quorum)
 //! ```
@@ -19,9 +19,19 @@
 //! a confirm, and acks the original only afterwards. The broker's own dead-lettering from the
 //! main queue only fires past `x-delivery-limit` (a message that keeps crashing its consumer).
 //!
-//! A retry queue's name carries its delay, so changing the configured delays declares new
-//! queues instead of failing on an argument mismatch; an old one keeps draining into the main
-//! queue.
+//! Why a retry exchange per consumer rather than the default exchange: publishing through the
+//! default exchange needs write permission on `amq.default`, which reaches *every* queue of the
+//! vhost, and so does declaring a queue that dead-letters to it. Through `{p}.{consumer}.retry`
+//! a consumer's identity reaches only its own queues (docs/messaging.md, "Broker identities").
+//!
+//! A retry queue's name carries its delay and its arguments, so changing the configured delays
+//! (or, once, moving from the default exchange to the retry exchange: `.retry.{ms}ms` became
+//! `.retry-{ms}ms`) declares new queues instead of failing on an argument mismatch; an old one
+//! keeps draining into the main queue.
+//!
+//! The shared exchanges (`{p}.events`, `{p}.dlx`) are *ensured*: looked up passively, declared
+//! only when missing. An identity without configure permission on them (every one under
+//! `sagactl broker setup`) then works as long as the setup declared them.
 
 use std::time::Duration;
 
@@ -31,7 +41,7 @@ use lapin::options::{
     QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 
 /// The names under one prefix.
 #[derive(Debug, Clone)]
@@ -96,38 +106,45 @@ impl Topology {
     }
 
     pub fn retry_queue(&self, consumer: &str, delay: Duration) -> String {
-        format!("{}.{consumer}.retry.{}ms", self.prefix, delay.as_millis())
+        format!("{}.{consumer}.retry-{}ms", self.prefix, delay.as_millis())
     }
 
-    /// Declares the events exchange and the dead-letter exchange.
+    /// The direct exchange `consumer`'s retry copies go through (routing key = the retry queue)
+    /// and its expired retries come back through (routing key = its queue).
+    pub fn retry_exchange(&self, consumer: &str) -> String {
+        format!("{}.{consumer}.retry", self.prefix)
+    }
+
+    /// Declares the events exchange and the dead-letter exchange (needs configure permission on
+    /// both; the runtime [`Self::ensure_exchanges`] instead).
     pub async fn declare_exchanges(&self, channel: &Channel) -> anyhow::Result<()> {
-        let durable = ExchangeDeclareOptions {
-            durable: true,
-            ..ExchangeDeclareOptions::default()
-        };
-        for (name, kind) in [
-            (self.events_exchange(), ExchangeKind::Topic),
-            (self.dead_letter_exchange(), ExchangeKind::Direct),
-        ] {
-            channel
-                .exchange_declare(
-                    super::headers::short(&name)?,
-                    kind,
-                    durable,
-                    FieldTable::default(),
-                )
-                .await
-                .with_context(|| format!("declaring exchange {name}"))?;
-        }
-        Ok(())
+        declare_exchange(channel, &self.events_exchange(), ExchangeKind::Topic).await?;
+        declare_exchange(channel, &self.dead_letter_exchange(), ExchangeKind::Direct).await
     }
 
-    /// Declares the exchanges and `spec`'s queue, its dead-letter queue and its retry queues,
-    /// with their bindings.
+    /// Makes sure the events and the dead-letter exchange exist (see the module doc).
+    pub async fn ensure_exchanges(&self, connection: &Connection) -> anyhow::Result<()> {
+        ensure_exchange(connection, &self.events_exchange(), ExchangeKind::Topic).await?;
+        ensure_exchange(
+            connection,
+            &self.dead_letter_exchange(),
+            ExchangeKind::Direct,
+        )
+        .await
+    }
+
+    /// Makes sure the events exchange exists: all the outbox relay publishes to.
+    pub async fn ensure_events_exchange(&self, connection: &Connection) -> anyhow::Result<()> {
+        ensure_exchange(connection, &self.events_exchange(), ExchangeKind::Topic).await
+    }
+
+    /// Declares `spec`'s retry exchange, its queue, its dead-letter queue and its retry queues,
+    /// with their bindings. The shared exchanges must exist ([`Self::ensure_exchanges`]).
     pub async fn declare_queue(&self, channel: &Channel, spec: &QueueSpec) -> anyhow::Result<()> {
-        self.declare_exchanges(channel).await?;
         let queue = self.queue(&spec.consumer);
         let dlq = self.dead_letter_queue(&spec.consumer);
+        let retry_exchange = self.retry_exchange(&spec.consumer);
+        declare_exchange(channel, &retry_exchange, ExchangeKind::Direct).await?;
 
         declare_quorum(channel, &dlq, quorum_args()).await?;
         bind(channel, &dlq, &self.dead_letter_exchange(), &queue).await?;
@@ -141,22 +158,25 @@ impl Topology {
         for key in &spec.routing_keys {
             bind(channel, &queue, &self.events_exchange(), key).await?;
         }
+        // Keyed by the queue's own name: an expired retry goes back to this consumer's queue
+        // only, not to every queue bound to its event's routing key.
+        bind(channel, &queue, &retry_exchange, &queue).await?;
 
         for delay in &spec.retry_delays {
             let retry = self.retry_queue(&spec.consumer, *delay);
-            // The default exchange ("") routes by queue name: an expired retry goes back to this
-            // consumer's queue only, not to every queue bound to its routing key.
-            let mut args = at_least_once_dead_lettering("", &queue);
+            let mut args = at_least_once_dead_lettering(&retry_exchange, &queue);
             args.insert(
                 "x-message-ttl".into(),
                 AMQPValue::LongLongInt(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX)),
             );
             declare_quorum(channel, &retry, args).await?;
+            bind(channel, &retry, &retry_exchange, &retry).await?;
         }
         Ok(())
     }
 
-    /// Deletes `spec`'s queues (tests and tools; production never deletes).
+    /// Deletes `spec`'s queues and its retry exchange (tests and tools; production never
+    /// deletes).
     pub async fn delete_queue(&self, channel: &Channel, spec: &QueueSpec) -> anyhow::Result<()> {
         let mut names = vec![
             self.queue(&spec.consumer),
@@ -173,22 +193,80 @@ impl Topology {
                 .await
                 .with_context(|| format!("deleting queue {name}"))?;
         }
-        Ok(())
+        delete_exchange(channel, &self.retry_exchange(&spec.consumer)).await
     }
 
     /// Deletes both exchanges (tests and tools).
     pub async fn delete_exchanges(&self, channel: &Channel) -> anyhow::Result<()> {
         for name in [self.events_exchange(), self.dead_letter_exchange()] {
-            channel
-                .exchange_delete(
-                    super::headers::short(&name)?,
-                    ExchangeDeleteOptions::default(),
-                )
-                .await
-                .with_context(|| format!("deleting exchange {name}"))?;
+            delete_exchange(channel, &name).await?;
         }
         Ok(())
     }
+}
+
+/// Looks `name` up passively (no permission needed) and declares it only when it is missing.
+/// A failed passive declaration closes its channel, so each attempt gets a channel of its own.
+async fn ensure_exchange(
+    connection: &Connection,
+    name: &str,
+    kind: ExchangeKind,
+) -> anyhow::Result<()> {
+    let passive = ExchangeDeclareOptions {
+        passive: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    let channel = connection
+        .create_channel()
+        .await
+        .context("opening channel")?;
+    let found = channel
+        .exchange_declare(
+            super::headers::short(name)?,
+            kind.clone(),
+            passive,
+            FieldTable::default(),
+        )
+        .await;
+    if found.is_ok() {
+        let _ = channel.close(200, "exchange found".into()).await;
+        return Ok(());
+    }
+    let channel = connection
+        .create_channel()
+        .await
+        .context("opening channel")?;
+    declare_exchange(&channel, name, kind).await.context(
+        "the exchange is missing and this identity may not declare it: run `sagactl broker setup`",
+    )?;
+    let _ = channel.close(200, "exchange declared".into()).await;
+    Ok(())
+}
+
+async fn declare_exchange(channel: &Channel, name: &str, kind: ExchangeKind) -> anyhow::Result<()> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    channel
+        .exchange_declare(
+            super::headers::short(name)?,
+            kind,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .with_context(|| format!("declaring exchange {name}"))
+}
+
+async fn delete_exchange(channel: &Channel, name: &str) -> anyhow::Result<()> {
+    channel
+        .exchange_delete(
+            super::headers::short(name)?,
+            ExchangeDeleteOptions::default(),
+        )
+        .await
+        .with_context(|| format!("deleting exchange {name}"))
 }
 
 fn quorum_args() -> FieldTable {

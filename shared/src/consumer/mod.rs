@@ -47,6 +47,9 @@ pub(crate) struct Context {
     pub settings: ConsumerSettings,
     /// Opens the sealed deliveries (verification and data keys).
     pub keys: Keyring,
+    /// The broker user this consumer connects as: the `user_id` of its retry and dead-letter
+    /// copies.
+    pub user: String,
 }
 
 /// One consumer: a queue, its handlers and the database they write to.
@@ -85,6 +88,8 @@ impl Consumer {
                 handlers,
                 settings,
                 keys,
+                // An unparsable URL never connects, so nothing is published under the empty name.
+                user: amqp::user_of(&amqp.url).unwrap_or_default(),
             }),
             amqp: amqp.clone(),
             connected: Arc::default(),

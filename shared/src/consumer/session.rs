@@ -64,6 +64,7 @@ impl Consumer {
             .await
             .context("setting prefetch")?;
         let publisher = amqp::publish::confirm_channel(connection).await?;
+        ctx.topology.ensure_exchanges(connection).await?;
         ctx.topology
             .declare_queue(&channel, &self.queue_spec())
             .await?;

@@ -1,7 +1,9 @@
 //! Settling a delivery on the broker once its fate is decided: ack it, or first park a copy on
 //! a retry queue or the dead-letter exchange and ack the original once the broker confirmed it.
 //!
-//! A copy is confirmed before the original is acked, so a crash between the two leaves two
+//! A copy goes through this consumer's own retry exchange or the dead-letter exchange, never the
+//! default exchange (which would need a permission reaching every queue), and carries this
+//! consumer's `user_id`. A copy is confirmed before the original is acked, so a crash between the two leaves two
 //! copies (the inbox absorbs the second), never none.
 
 use chrono::Utc;
@@ -72,6 +74,8 @@ pub(crate) async fn settle(
             routing_key: &parking.routing_key,
             body: &delivery.data,
             properties,
+            // The copy is this consumer's publish, not the relay's it was delivered with.
+            user_id: &ctx.user,
         };
         match publish_one(publisher, &outgoing).await {
             Outcome::Confirmed => {}
@@ -111,7 +115,7 @@ fn parking(ctx: &Context, delivery: &Delivery, disposition: &Disposition) -> Opt
             headers::set_i64(&mut table, headers::ATTEMPT, i64::from(*failures));
             headers::set_str(&mut table, headers::LAST_ERROR, truncate(error));
             Some(Parking {
-                exchange: String::new(),
+                exchange: ctx.topology.retry_exchange(&ctx.consumer),
                 routing_key: ctx.topology.retry_queue(&ctx.consumer, delay),
                 headers: table,
             })

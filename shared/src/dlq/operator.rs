@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::message::{DeadLetter, Filter, parse};
 use super::snapshot::{self, Snapshot};
-use crate::amqp::{Topology, connect};
+use crate::amqp::{Topology, connect, user_of};
 use crate::config::AmqpSettings;
 use crate::seal::Keyring;
 
@@ -37,6 +37,8 @@ pub struct Listing {
 /// An operator's session on the broker.
 pub struct Operator {
     pub(super) connection: lapin::Connection,
+    /// The operator's broker user: the `user_id` of replayed copies.
+    pub(super) user: String,
     topology: Topology,
     consumers: Vec<String>,
     /// Opens the bodies it lists, when the operator holds the keys.
@@ -56,6 +58,7 @@ impl Operator {
     /// dead-letter queues exist under its prefix.
     pub async fn connect(amqp: &AmqpSettings, consumers: Vec<String>) -> anyhow::Result<Self> {
         Ok(Self {
+            user: user_of(&amqp.url)?,
             connection: connect(amqp, "sagactl dlq").await?,
             topology: Topology::new(amqp.prefix.as_str()),
             consumers,

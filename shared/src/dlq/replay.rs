@@ -1,5 +1,9 @@
 //! Replay: each matching dead letter goes back to the queue it was dead-lettered from, as a
 //! confirmed copy with a fresh attempt count, and is acked only after the confirm.
+//!
+//! The copy goes through the default exchange, which routes by queue name: the operator
+//! identity holds write on `amq.default` for exactly this, and no other identity does. The copy
+//! states the operator as its `user_id`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,6 +35,8 @@ pub struct ReplayOptions {
 /// One replay in progress: the confirming channel, the pacing and what moved so far.
 struct Replayer<'a> {
     publisher: Channel,
+    /// The operator's broker user, stated in every replayed copy.
+    user: &'a str,
     pacing: Option<Interval>,
     dry_run: bool,
     after_confirm: &'a (dyn Fn(usize) + Sync),
@@ -50,6 +56,7 @@ impl Operator {
         let publisher = crate::amqp::publish::confirm_channel(&self.connection).await?;
         let mut replayer = Replayer {
             publisher,
+            user: &self.user,
             pacing: pacing(options.rate),
             dry_run: options.dry_run,
             after_confirm,
@@ -116,6 +123,7 @@ impl Replayer<'_> {
                 .properties
                 .clone()
                 .with_headers(replay_headers(delivery, letter.replays)),
+            user_id: self.user,
         };
         match publish_one(&self.publisher, &outgoing).await {
             Outcome::Confirmed => {

@@ -73,6 +73,15 @@ pub struct AdminArgs {
         default_value = "60"
     )]
     pub rate_limit: NonZeroU32,
+    /// The broker identity the admin API operates dead letters as: the operator's, since the
+    /// monitor's own consumer identity may not read dead-letter queues (default: `AMQP_URL`).
+    #[arg(
+        id = "admin_amqp_url",
+        long = "admin-amqp-url",
+        env = "ADMIN_AMQP_URL",
+        hide_env_values = true
+    )]
+    pub amqp_url: Option<String>,
 }
 
 impl std::fmt::Debug for AdminArgs {
@@ -88,10 +97,14 @@ impl AdminSettings {
     /// `None` when no token is given: the admin API is off.
     pub fn from_args(args: AdminArgs, amqp: &AmqpSettings) -> Option<Self> {
         let token = AdminToken::new(args.token?)?;
+        let mut amqp = amqp.clone();
+        if let Some(url) = args.amqp_url.filter(|url| !url.trim().is_empty()) {
+            amqp.url = url;
+        }
         Some(Self {
             token,
             rate_limit: RateLimit::per_minute(args.rate_limit),
-            amqp: amqp.clone(),
+            amqp,
             consumers: consumers_from(&args.consumers),
             purge_dir: args.purge_dir.unwrap_or_else(std::env::temp_dir),
             keys: None,
