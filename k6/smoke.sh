@@ -97,6 +97,17 @@ cleanup() {
       rabbitmqctl -q delete_queue "$queue" </dev/null >/dev/null || log "could not delete queue $queue"
     done <<<"$queues"
   fi
+  # rabbitmqctl cannot delete an exchange; the management API can (scripts/test.sh enables it).
+  local exchanges management="${RABBITMQ_MANAGEMENT_URL:-http://127.0.0.1:15672}"
+  exchanges="$(rabbitmqctl -q list_exchanges name 2>/dev/null | grep "^${AMQP_PREFIX}\\." || true)"
+  if [[ -n "$exchanges" ]]; then
+    log "deleting $(wc -l <<<"$exchanges") exchanges ${AMQP_PREFIX}.*"
+    while IFS= read -r exchange; do
+      curl -fsS -u "${RABBITMQ_ADMIN_USER:-guest}:${RABBITMQ_ADMIN_PASSWORD:-guest}" -X DELETE \
+        "${management}/api/exchanges/%2f/${exchange}" </dev/null >/dev/null \
+        || log "could not delete exchange $exchange"
+    done <<<"$exchanges"
+  fi
   if ((rc != 0)); then
     log "sagactl log (last 40 lines of $LOG):"
     tail -n 40 "$LOG" >&2 2>/dev/null
