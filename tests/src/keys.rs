@@ -29,18 +29,9 @@ pub fn open(bytes: &[u8]) -> Envelope {
     reader().open(bytes).expect("a sealed event").envelope
 }
 
-const DEV_VERIFY: &str = include_str!("../../shared/dev-keys/verify.keys");
-const DEV_DATA: &str = include_str!("../../shared/dev-keys/data.keys");
-
-/// The development signing entry of `producer`.
-fn dev_signing(producer: &str) -> &'static str {
-    match producer {
-        "order" => include_str!("../../shared/dev-keys/order.signing.key"),
-        "product" => include_str!("../../shared/dev-keys/product.signing.key"),
-        "coupon" => include_str!("../../shared/dev-keys/coupon.signing.key"),
-        "balance" => include_str!("../../shared/dev-keys/balance.signing.key"),
-        other => panic!("{other} has no development signing key"),
-    }
+/// A file of the development key set, as every binary has it compiled in.
+fn dev_file(file: &str) -> &'static str {
+    shared::seal::settings::dev_file(file).expect("a file of the development key set")
 }
 
 /// The development verification keys, signing as `signer`'s real key (if any), with `data` as
@@ -49,15 +40,17 @@ fn dev_signing(producer: &str) -> &'static str {
 pub fn with_data_keys(data: &str, signer: Option<&str>) -> Keyring {
     use shared::seal::keys::{DataKeys, SigningKey, parse_verifying_keys};
     Keyring::new(
-        signer.map(|name| SigningKey::parse(dev_signing(name)).expect("signing key")),
-        parse_verifying_keys(DEV_VERIFY).expect("verification keys"),
+        signer.map(|name| {
+            SigningKey::parse(dev_file(&format!("{name}.signing.key"))).expect("signing key")
+        }),
+        parse_verifying_keys(dev_file("verify.keys")).expect("verification keys"),
         DataKeys::parse(data).expect("data keys"),
     )
 }
 
 /// The development data key entry (`data-dev:...`).
 pub fn dev_data_keys() -> &'static str {
-    DEV_DATA
+    dev_file("data.keys")
 }
 
 /// A new data key entry no process holds.
@@ -78,6 +71,6 @@ pub fn forger(producer: &str, label: &str) -> Keyring {
     Keyring::new(
         Some(SigningKey::parse(entry).expect("forged signing key")),
         parse_verifying_keys(&set.verifying).expect("its verification key"),
-        DataKeys::parse(DEV_DATA).expect("data keys"),
+        DataKeys::parse(dev_file("data.keys")).expect("data keys"),
     )
 }

@@ -257,22 +257,25 @@ impl Keyring {
     }
 }
 
-/// `body` as a sealed event, or why it is not one.
+/// `body` as a sealed event, or why it is not one. Every delivery comes through here: a sealed
+/// body is parsed once; only a body that is not one is looked at again, to say why.
 fn parse(body: &[u8]) -> Result<Sealed, Refusal> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|err| Refusal::Malformed(format!("body is not JSON: {err}")))?;
-    let signed = value
-        .as_object()
-        .is_some_and(|object| object.contains_key("sealed") && object.contains_key("signature"));
-    if !signed {
-        return Err(Refusal::unauthenticated(
-            "unsigned",
-            "not a sealed event: no signature",
-        ));
-    }
-    let sealed: Sealed = serde_json::from_value(value).map_err(|err| {
-        Refusal::unauthenticated("unsigned", format!("not a sealed event: {err}"))
-    })?;
+    let sealed: Sealed = match serde_json::from_slice(body) {
+        Ok(sealed) => sealed,
+        Err(shape) => {
+            let value: serde_json::Value = serde_json::from_slice(body)
+                .map_err(|err| Refusal::Malformed(format!("body is not JSON: {err}")))?;
+            let signed = value.as_object().is_some_and(|object| {
+                object.contains_key("sealed") && object.contains_key("signature")
+            });
+            let detail = if signed {
+                format!("not a sealed event: {shape}")
+            } else {
+                "not a sealed event: no signature".to_owned()
+            };
+            return Err(Refusal::unauthenticated("unsigned", detail));
+        }
+    };
     if sealed.sealed != wire::VERSION {
         return Err(Refusal::unauthenticated(
             "unsigned",

@@ -179,7 +179,10 @@ enum Source {
     Variables,
 }
 
-fn dev_file(file: &str) -> anyhow::Result<&'static str> {
+/// A file of the development key set as compiled in (`verify.keys`, `data.keys`,
+/// `{service}.signing.key`): the text `EVENT_KEYS=dev` reads, for tools and tests that build
+/// keyrings of their own from it.
+pub fn dev_file(file: &str) -> anyhow::Result<&'static str> {
     match file {
         "verify.keys" => Ok(DEV_VERIFY),
         "data.keys" => Ok(DEV_DATA),
@@ -194,24 +197,23 @@ fn dev_file(file: &str) -> anyhow::Result<&'static str> {
 fn read_key_file(path: &Path, secret: bool) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the key file {}", path.display()))?;
-    if secret {
-        warn_if_readable_by_others(path);
+    if secret && readable_by_others(path) {
+        tracing::warn!(path = %path.display(), "a secret key file is readable by others than its owner (chmod 600 it)");
     }
     Ok(text)
 }
 
+/// True when a file's mode lets its group or others read it.
 #[cfg(unix)]
-fn warn_if_readable_by_others(path: &Path) {
+fn readable_by_others(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o077 != 0
-    {
-        tracing::warn!(path = %path.display(), "a secret key file is readable by others than its owner (chmod 600 it)");
-    }
+    std::fs::metadata(path).is_ok_and(|meta| meta.permissions().mode() & 0o077 != 0)
 }
 
 #[cfg(not(unix))]
-fn warn_if_readable_by_others(_path: &Path) {}
+fn readable_by_others(_path: &Path) -> bool {
+    false
+}
 
 #[cfg(test)]
 mod tests {
@@ -225,6 +227,19 @@ mod tests {
         }
         assert_eq!(dev.load(Some("monitor")).unwrap().signer(), None);
         assert_eq!(dev.load(None).unwrap().signer(), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_secret_key_file_others_can_read_is_noticed() {
+        use std::os::unix::fs::PermissionsExt;
+        let path = std::env::temp_dir().join(format!("key-mode-{}", std::process::id()));
+        std::fs::write(&path, "x").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(readable_by_others(&path));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(!readable_by_others(&path));
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]
