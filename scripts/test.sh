@@ -65,6 +65,29 @@ ensure_rabbitmq_management() {
     wait_for_port 15672 "RabbitMQ's management API" 60
 }
 
+# Every consumer's queue is partitioned by saga behind a consistent-hash exchange
+# (docs/messaging.md, "Order"); enabling is idempotent and restarts nothing.
+ensure_rabbitmq_consistent_hash() {
+    rabbitmq-plugins list -e -m 2>/dev/null | grep -qx rabbitmq_consistent_hash_exchange && return 0
+    rabbitmq-plugins enable rabbitmq_consistent_hash_exchange >/dev/null \
+        || fail "could not enable rabbitmq_consistent_hash_exchange"
+}
+
+# RabbitMQ 3.10 loses its node-wide supervisor of at-least-once dead-letter workers when one
+# quorum queue is deleted while it is being created (rabbitmq-server #16652); from then on no
+# queue of ours can be declared (INTERNAL_ERROR) until the node restarts. The tests avoid the race
+# (a vhost per test, deleted whole), but a broker poisoned before, by anything, is repaired here:
+# the supervisor is started again under rabbit_sup, which touches nothing else.
+ensure_rabbitmq_dead_letter_workers() {
+    command -v rabbitmqctl >/dev/null || return 0
+    local found
+    found=$(timeout 30 rabbitmqctl -q eval 'whereis(rabbit_fifo_dlx_sup).' 2>/dev/null) || return 0
+    [[ "$found" == undefined ]] || return 0
+    say "RabbitMQ's dead-letter worker supervisor is down (rabbitmq-server #16652), restarting it"
+    timeout 30 rabbitmqctl -q eval 'supervisor:restart_child(rabbit_sup, rabbit_fifo_dlx_sup).' >/dev/null \
+        || fail "could not restart rabbit_fifo_dlx_sup; restart RabbitMQ (rabbitmqctl stop_app && rabbitmqctl start_app)"
+}
+
 ensure_nextest() {
     cargo nextest --version >/dev/null 2>&1 && return 0
     say "installing cargo-nextest"
@@ -90,6 +113,8 @@ ensure_postgres
 ensure_rabbitmq
 ensure_rabbitmq_prometheus
 ensure_rabbitmq_management
+ensure_rabbitmq_consistent_hash
+ensure_rabbitmq_dead_letter_workers
 ensure_nextest
 ensure_prometheus
 

@@ -191,7 +191,6 @@ async fn a_poison_message_replayed_after_the_fix_completes_its_saga_once() {
 async fn a_filtered_replay_moves_exactly_the_matching_messages_and_a_dry_run_moves_none() {
     let mut s = System::start().await;
     let ids = poison_product(&mut s, &[101, 102, 103]).await;
-    let queue = s.amqp.topology.queue(PRODUCT);
 
     let dry = sagactl_json(
         &s,
@@ -206,7 +205,7 @@ async fn a_filtered_replay_moves_exactly_the_matching_messages_and_a_dry_run_mov
         (Some(1), Some(ids[1].as_str()))
     );
     assert_eq!(dlq_depth(&s, PRODUCT).await, 3, "a dry run moves nothing");
-    assert_eq!(s.amqp.depth(&queue).await, 0);
+    assert_eq!(s.amqp.consumer_depth(PRODUCT).await, 0);
 
     let report = sagactl_json(&s, &["dlq", "replay", "--order-id", "102", "--json"]).await;
     assert_eq!(report["moved"].as_array().unwrap().len(), 1, "{report}");
@@ -215,7 +214,7 @@ async fn a_filtered_replay_moves_exactly_the_matching_messages_and_a_dry_run_mov
         vec![101, 103],
         "the others stay, in order"
     );
-    let replayed = s.amqp.take(&queue, 1, DEADLINE).await;
+    let replayed = s.amqp.take_from_consumer(PRODUCT, 1, DEADLINE).await;
     let headers = replayed[0].properties.headers().as_ref();
     assert_eq!(
         replayed[0]
@@ -265,7 +264,6 @@ async fn a_filtered_replay_moves_exactly_the_matching_messages_and_a_dry_run_mov
 async fn a_replay_killed_between_publish_and_ack_loses_nothing() {
     let mut s = System::start().await;
     let ids = poison_product(&mut s, &[201, 202, 203]).await;
-    let queue = s.amqp.topology.queue(PRODUCT);
 
     let crashed = sagactl(
         &s,
@@ -284,14 +282,15 @@ async fn a_replay_killed_between_publish_and_ack_loses_nothing() {
         DEADLINE,
         "the unacked dead letter back in its queue",
         || async {
-            (dlq_depth(&s, PRODUCT).await == 2 && s.amqp.depth(&queue).await == 2).then_some(())
+            (dlq_depth(&s, PRODUCT).await == 2 && s.amqp.consumer_depth(PRODUCT).await == 2)
+                .then_some(())
         },
     )
     .await;
     let report = sagactl_json(&s, &["dlq", "replay", "--all", "--json"]).await;
     assert_eq!(report["moved"].as_array().unwrap().len(), 2);
     assert_eq!(dlq_depth(&s, PRODUCT).await, 0);
-    let copies = s.amqp.take(&queue, 4, DEADLINE).await;
+    let copies = s.amqp.take_from_consumer(PRODUCT, 4, DEADLINE).await;
     let seen: HashSet<String> = copies
         .iter()
         .map(|m| m.properties.message_id().as_ref().unwrap().to_string())

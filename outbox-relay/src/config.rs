@@ -30,9 +30,9 @@ pub struct RelaySettings {
     pub batch_size: i64,
     /// Concurrent claim loops per database, each with its own channel, so one batch's database
     /// work overlaps another's broker round trip. Batches of different claimers (and relays)
-    /// reach the broker in no particular order relative to each other; the saga needs no more,
-    /// since a step's event is produced by handling its cause. Set 1 (and run one relay) where a
-    /// database's events must keep commit order.
+    /// reach the broker in no particular order relative to each other, but one saga's events
+    /// keep their commit order whatever the number: a row is claimed only once every earlier
+    /// row of its saga was confirmed.
     #[arg(long, env = "RELAY_CLAIMERS", default_value_t = 2)]
     pub claimers: usize,
     /// Fallback poll when no notification arrives; NOTIFY is the hot path, this only catches
@@ -66,6 +66,11 @@ pub struct RelaySettings {
     /// How often the outbox backlog gauges are refreshed.
     #[arg(long = "backlog-interval", env = "RELAY_BACKLOG_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     pub backlog_interval: Duration,
+    /// The LISTEN connection's URL per database (same order as `database_urls`): the database
+    /// on `DATABASE_DIRECT_URL` when set, never through a transaction-pooling PgBouncer. Empty:
+    /// the database URLs themselves.
+    #[arg(skip)]
+    pub listen_urls: Vec<String>,
     /// Test-only fault injection: exit right after the broker confirmed a batch, before the rows
     /// are marked published.
     #[arg(long = "crash-after-confirm", env = "OUTBOX_RELAY_CRASH_AFTER_CONFIRM", hide = true, default_value_t = false, action = clap::ArgAction::Set)]
@@ -126,6 +131,11 @@ impl RelaySettings {
                 .map(|name| server.service_database_url(name))
                 .collect();
         }
+        self.listen_urls = self
+            .database_urls
+            .iter()
+            .map(|url| server.direct_url(url))
+            .collect::<anyhow::Result<_>>()?;
         if self.batch_size < 1 || self.claimers < 1 {
             bail!("RELAY_BATCH_SIZE and RELAY_CLAIMERS must be at least 1");
         }
@@ -148,6 +158,7 @@ impl RelaySettings {
             metrics_port: None,
             metrics_host: "127.0.0.1".into(),
             backlog_interval: Duration::from_secs(5),
+            listen_urls: Vec::new(),
         }
     }
 }

@@ -8,8 +8,10 @@
 //! - [`cleanup`]: deletes published rows past their retention.
 //! - [`metrics`]: published rows, confirm latency, errors, outbox backlog; `GET /metrics`.
 //!
-//! Per configured database the relay runs one listener, `claimers` workers and one cleanup
-//! task. A row is marked published only in the transaction that claimed it and only after the
+//! Per configured database the relay runs one listener, `claimers` workers, one cleanup task
+//! and one backlog gauge. Its PostgreSQL connections per database: one per claimer and one the
+//! cleanup and the gauge share (a pool of `claimers + 1`), plus the listener's own session
+//! (README, "Connection budget"). A row is marked published only in the transaction that claimed it and only after the
 //! broker confirmed it; killed at any instant, the claim rolls back and the row is published
 //! again (a duplicate the consumers' inboxes absorb). Several relays on one database claim
 //! disjoint batches thanks to `SKIP LOCKED`.
@@ -25,7 +27,7 @@ pub mod worker;
 use std::sync::Arc;
 
 use anyhow::Context;
-use shared::config::DatabaseSettings;
+use shared::config::{DatabaseSettings, PoolSettings};
 use shared::db::{build_pool, redact};
 use shared::shutdown::Shutdown;
 use tokio::task::JoinSet;
@@ -46,14 +48,19 @@ pub async fn run(settings: RelaySettings, shutdown: Shutdown) -> anyhow::Result<
             let _ = server.await;
         });
     }
-    for url in &settings.database_urls {
+    for (index, url) in settings.database_urls.iter().enumerate() {
         let (_, name) = shared::db::split_database_url(url)?;
-        let pool = build_pool(&DatabaseSettings {
-            url: url.clone(),
-            pool_size: settings.claimers + 2,
-            pool_timeout: settings.db_timeout,
-        })
+        // A claimer holds its connection for a whole batch; the cleanup and the backlog gauge
+        // run seconds apart and take turns on one more.
+        let pool = build_pool(&DatabaseSettings::new(
+            url.clone(),
+            &PoolSettings {
+                pool_size: settings.claimers + 1,
+                pool_timeout: settings.db_timeout,
+            },
+        ))
         .with_context(|| format!("pool for {}", redact(url)))?;
+        let listen_url = settings.listen_urls.get(index).unwrap_or(url).clone();
         let target = Arc::new(worker::Target {
             name,
             url: url.clone(),
@@ -62,6 +69,7 @@ pub async fn run(settings: RelaySettings, shutdown: Shutdown) -> anyhow::Result<
         });
         tasks.spawn(listener::run(
             target.clone(),
+            listen_url,
             settings.poll_interval,
             shutdown.clone(),
         ));

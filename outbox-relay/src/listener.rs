@@ -16,15 +16,12 @@ use crate::worker::Target;
 /// The channel the outbox trigger notifies (see the outbox migration).
 pub const CHANNEL: &str = "outbox_pending";
 
-pub async fn run(target: Arc<Target>, health_interval: Duration, shutdown: Shutdown) {
+/// Listens on `url`, the target's database on a session of its own (a LISTEN does not survive
+/// a transaction-pooling PgBouncer, which hands the session to someone else after each
+/// statement), until `shutdown`.
+pub async fn run(target: Arc<Target>, url: String, health_interval: Duration, shutdown: Shutdown) {
     let (tx, mut rx) = mpsc::channel::<Signal>(64);
-    let listener = tokio::spawn(listen(
-        target.url.clone(),
-        CHANNEL,
-        tx,
-        health_interval,
-        shutdown,
-    ));
+    let listener = tokio::spawn(listen(url, CHANNEL, tx, health_interval, shutdown));
     while let Some(signal) = rx.recv().await {
         if signal == Signal::Reconnected {
             tracing::debug!(database = %target.name, "outbox listener connected");

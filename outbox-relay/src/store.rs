@@ -30,13 +30,30 @@ pub struct PendingRow {
 
 /// Locks up to `limit` unpublished rows that are due, oldest first, skipping rows another relay
 /// holds. Must run inside the transaction that will mark them.
+///
+/// A row whose saga has an earlier unpublished row (claimed by another claimer or relay right
+/// now, or waiting for a retry after a refused publish) is not claimed: it goes out only after
+/// that row was confirmed, so one saga's events leave in commit order however many claimers
+/// run, and unrelated sagas still go out in parallel (docs/messaging.md, "Order"). Within a
+/// saga, id order is commit order because its events are written one transaction after the
+/// other (the consumers handle a saga's events one at a time; an order's own writes lock it).
 pub async fn claim(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<PendingRow>> {
+    let earlier = diesel::alias!(outbox as earlier);
+    let earlier_pending = earlier
+        .filter(earlier.field(outbox::saga_id).eq(outbox::saga_id))
+        .filter(earlier.field(outbox::published_at).is_null())
+        .filter(earlier.field(outbox::id).lt(outbox::id));
     outbox::table
         .filter(outbox::published_at.is_null())
         .filter(
             outbox::next_attempt_at
                 .is_null()
                 .or(outbox::next_attempt_at.le(diesel::dsl::now)),
+        )
+        .filter(
+            outbox::saga_id
+                .is_null()
+                .or(diesel::dsl::not(diesel::dsl::exists(earlier_pending))),
         )
         .order(outbox::id)
         .limit(limit)

@@ -23,6 +23,7 @@ fn help_lists_every_variable_and_version_answers_without_starting_the_relay() {
             "HTTP_HOST",
             "RELAY_BACKLOG_INTERVAL",
             "DATABASE_BASE_URL",
+            "DATABASE_DIRECT_URL",
             "PGHOST",
             "PGPORT",
             "PGUSER",

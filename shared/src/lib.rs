@@ -4,6 +4,7 @@
 //! - [`events`]: the typed saga events of the order choreography.
 //! - [`outbox`]: enqueue events inside the caller's transaction (never publish directly).
 //! - [`inbox`]: claim a message id inside the caller's transaction to drop duplicates.
+//! - [`housekeeping`]: delete on a timer what need not be kept forever (expired inbox claims).
 //! - [`amqp`]: broker connection, the header vocabulary and the queue topology.
 //! - [`broker`]: least-privilege broker identities: permissions, definitions, setup.
 //! - [`consumer`]: the runtime that turns deliveries into handler calls in one transaction.
@@ -32,6 +33,7 @@ pub mod dlq;
 pub mod envelope;
 pub mod error;
 pub mod events;
+pub mod housekeeping;
 pub mod http;
 pub mod inbox;
 pub mod metrics;

@@ -17,7 +17,9 @@ use tokio::task::JoinSet;
 
 use clap::{Args, FromArgMatches};
 
-use crate::config::{AmqpSettings, ConsumerSettings, DatabaseSettings, PgServer, PoolSettings};
+use crate::config::{
+    AmqpSettings, ConsumerSettings, DatabaseSettings, InboxSettings, PgServer, PoolSettings,
+};
 use crate::consumer::{Consumer, Handlers};
 use crate::db::{
     OUTBOX_MIGRATIONS, PgPool, build_pool, create_database_if_missing, redact, run_migrations,
@@ -41,6 +43,8 @@ pub struct ServiceSettings {
     pub database: DatabaseSettings,
     pub amqp: AmqpSettings,
     pub consumer: ConsumerSettings,
+    /// How long inbox claims are kept, and how often the expired ones are deleted.
+    pub inbox: InboxSettings,
     /// This service's signing key, the producers' verification keys and the data keys.
     pub keys: Keyring,
 }
@@ -74,6 +78,8 @@ struct CommonArgs {
     amqp: AmqpSettings,
     #[command(flatten)]
     consumer: ConsumerSettings,
+    #[command(flatten)]
+    inbox: InboxSettings,
     #[command(flatten)]
     keys: KeySettings,
 }
@@ -132,6 +138,8 @@ impl ServiceSettings {
             .filter(|url| !url.trim().is_empty())
             .cloned()
             .unwrap_or_else(|| common.server.service_database_url(name));
+        let direct_url = common.server.direct_url(&url)?;
+        let consumer = common.consumer.validated()?;
         let keys = if dev_keys && common.keys.is_empty() {
             KeySettings::dev()
         } else {
@@ -145,9 +153,10 @@ impl ServiceSettings {
                 .copied()
                 .unwrap_or_default(),
             http_workers: common.http_workers,
-            database: DatabaseSettings::new(url, &common.pool),
+            database: DatabaseSettings::new(url, &common.pool).with_direct_url(direct_url),
             amqp: common.amqp,
-            consumer: common.consumer.validated()?,
+            inbox: common.inbox.validated(&consumer)?,
+            consumer,
             keys: keys.load(Some(name)).context("event keys")?,
         })
     }
@@ -183,16 +192,18 @@ pub async fn serve<A: Args + FromArgMatches>(
     app.run(Shutdown::from_os_signals()).await
 }
 
-/// Creates the database if missing and runs the outbox/inbox migrations, then the service's.
+/// Creates the database if missing and runs the outbox/inbox migrations, then the service's,
+/// on the direct URL (the migration lock is a session's); the pool opens after, on `url`.
 pub async fn prepare_database(
     settings: &DatabaseSettings,
     migrations: EmbeddedMigrations,
 ) -> anyhow::Result<PgPool> {
-    create_database_if_missing(&settings.url).await?;
-    run_migrations(&settings.url, OUTBOX_MIGRATIONS).await?;
-    run_migrations(&settings.url, migrations)
+    let direct = &settings.direct_url;
+    create_database_if_missing(direct).await?;
+    run_migrations(direct, OUTBOX_MIGRATIONS).await?;
+    run_migrations(direct, migrations)
         .await
-        .with_context(|| format!("migrating {}", redact(&settings.url)))?;
+        .with_context(|| format!("migrating {}", redact(direct)))?;
     build_pool(settings)
 }
 
@@ -227,6 +238,10 @@ impl Application {
     where
         F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
     {
+        let cleanup = {
+            let (pool, name, inbox) = (pool.clone(), settings.name.clone(), settings.inbox.clone());
+            move |shutdown| crate::housekeeping::inbox_cleanup(pool, name, inbox, shutdown)
+        };
         let consumer = Consumer::new(
             &settings.name,
             &settings.amqp,
@@ -273,7 +288,8 @@ impl Application {
             consumers: vec![consumer],
             tasks: Vec::new(),
         }
-        .with_task(crate::metrics::upkeep))
+        .with_task(crate::metrics::upkeep)
+        .with_task(cleanup))
     }
 
     /// Adds a background task (a LISTEN loop, a timer) that runs next to the server and stops

@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use shared::amqp::headers;
+use shared::config::ConsumerSettings;
 use shared::consumer::{Consumer, EventHandler, Handlers, after_commit};
 use shared::envelope::{Envelope, SagaEvent};
 use shared::error::HandlerError;
@@ -218,7 +219,7 @@ async fn a_poison_message_in_a_batch_is_dead_lettered_alone_and_the_others_apply
         headers::get_str(table, headers::DEAD_LETTER_REASON).as_deref(),
         Some(headers::REASON_REJECTED)
     );
-    assert_eq!(amqp.depth(&amqp.topology.queue("pings")).await, 0);
+    assert_eq!(amqp.consumer_depth("pings").await, 0);
 }
 
 #[tokio::test]
@@ -285,7 +286,7 @@ async fn garbage_and_unknown_types_among_batched_pings_are_dead_lettered_alone_a
         transactions < MESSAGES,
         "the dead letters did not stop the batching ({transactions} transactions)"
     );
-    assert_eq!(amqp.depth(&amqp.topology.queue("pings")).await, 0);
+    assert_eq!(amqp.consumer_depth("pings").await, 0);
 }
 
 #[tokio::test]
@@ -297,7 +298,14 @@ async fn a_batch_is_applied_in_saga_order_and_one_sagas_events_in_arrival_order(
         publish_envelope(amqp, &envelope).await;
     }
 
-    let consumer = start(&setup);
+    // One lane, so that one batch can hold several sagas (each saga keeps to one lane).
+    let settings = ConsumerSettings {
+        concurrency: 1,
+        ..fast_consumer_settings()
+    };
+    let amqp_settings = amqp.settings();
+    let handlers = setup.handlers.clone();
+    let consumer = RunningConsumer::start("pings", &amqp_settings, db, settings, handlers);
     wait_for_effects(db, MESSAGES).await;
     consumer.stop().await;
 

@@ -105,8 +105,10 @@ async fn a_service_declares_its_own_queues_but_cannot_consume_another_services_o
     let _order = connect_as(&broker, &amqp, &consumer("order")).await;
     let coupon = connect_as(&broker, &amqp, &consumer("coupon")).await;
 
-    consume(&coupon, &topology.queue("coupon")).await.unwrap();
-    let theirs = consume(&coupon, &topology.queue("order"))
+    consume(&coupon, &topology.partition_queue("coupon", 0))
+        .await
+        .unwrap();
+    let theirs = consume(&coupon, &topology.partition_queue("order", 0))
         .await
         .unwrap_err();
     assert!(refused(&theirs), "another service's queue: {theirs}");
@@ -129,11 +131,14 @@ async fn a_service_cannot_publish_saga_events_nor_into_another_services_queue() 
 
     let event = publish(&coupon, &user, &topology.events_exchange(), "order.created").await;
     assert_refused(&event, "a saga event");
-    let direct = publish(&coupon, &user, "", &topology.queue("order")).await;
+    let direct = publish(&coupon, &user, "", &topology.partition_queue("order", 0)).await;
     assert_refused(&direct, "another queue through the default exchange");
     let retry = topology.retry_exchange("order");
     let sideways = publish(&coupon, &user, &retry, &topology.queue("order")).await;
     assert_refused(&sideways, "another service's retry exchange");
+    let inbound = topology.inbound_exchange("order");
+    let front = publish(&coupon, &user, &inbound, &topology.queue("order")).await;
+    assert_refused(&front, "another service's inbound exchange");
 
     let own = topology.retry_queue("coupon", spec("coupon").retry_delays[0]);
     let mine = publish(&coupon, &user, &topology.retry_exchange("coupon"), &own).await;
@@ -150,9 +155,11 @@ async fn the_relay_publishes_saga_events_but_cannot_consume_or_declare_anything(
 
     let event = publish(&relay, &user, &topology.events_exchange(), "order.created").await;
     assert_eq!(event, Outcome::Confirmed);
-    let taken = consume(&relay, &topology.queue("order")).await.unwrap_err();
+    let taken = consume(&relay, &topology.partition_queue("order", 0))
+        .await
+        .unwrap_err();
     assert!(refused(&taken), "consuming: {taken}");
-    let direct = publish(&relay, &user, "", &topology.queue("order")).await;
+    let direct = publish(&relay, &user, "", &topology.partition_queue("order", 0)).await;
     assert_refused(&direct, "a queue through the default exchange");
     let channel = relay.create_channel().await.unwrap();
     let name = format!("{}.relay-owned", topology.prefix());

@@ -79,7 +79,7 @@ async fn publish_envelope(amqp: &TestAmqp, envelope: &Envelope) {
 /// How many messages wait on the pings queue and on its dead-letter queue.
 async fn depths(setup: &Setup) -> (u32, u32) {
     let (amqp, topology) = (&setup.amqp, &setup.amqp.topology);
-    let waiting = amqp.depth(&topology.queue("pings")).await;
+    let waiting = amqp.consumer_depth("pings").await;
     let dead = amqp.depth(&topology.dead_letter_queue("pings")).await;
     (waiting, dead)
 }

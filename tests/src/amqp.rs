@@ -1,4 +1,11 @@
-//! A fresh AMQP name prefix per test, with its queues and exchanges deleted at the end.
+//! A fresh vhost and AMQP name prefix per test, deleted at the end with everything in it.
+//!
+//! A vhost of its own, not only a prefix, because deleting a vhost first closes every connection
+//! in it: deleting a test's queues one by one while its services still run lets a consumer
+//! declare a queue again between two deletes, and a quorum queue with at-least-once
+//! dead-lettering deleted as it is being created crashes RabbitMQ 3.10's dead-letter worker in a
+//! restart loop that takes down the node-wide `rabbit_fifo_dlx_sup` (rabbitmq-server #16652):
+//! after that no such queue can be declared on the node until it is restarted.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -31,12 +38,42 @@ pub struct TestAmqp {
     queues: Mutex<Vec<String>>,
     /// The consumers' retry exchanges, deleted with the queues.
     exchanges: Mutex<Vec<String>>,
+    /// The vhost this created and deletes when dropped, instead of the queues one by one.
+    vhost: Option<String>,
 }
 
 impl TestAmqp {
-    /// A new prefix with its exchanges declared.
+    /// A new vhost on the broker at `AMQP_URL` (through its management API; the URL's user gets
+    /// every permission in it) and a new prefix in it, with its exchanges declared.
     pub async fn new() -> Self {
-        Self::at(&amqp_url(), &format!("t{}", crate::unique_suffix())).await
+        let name = format!("t{}", crate::unique_suffix());
+        let mut url: lapin::uri::AMQPUri = amqp_url().parse().expect("AMQP_URL");
+        let management = crate::broker::management();
+        management
+            .create_vhost(&name)
+            .await
+            .expect("a vhost through the management API (rabbitmq_management enabled?)");
+        let all = shared::broker::permissions::Permissions {
+            configure: ".*".into(),
+            write: ".*".into(),
+            read: ".*".into(),
+        };
+        management
+            .grant(&name, &url.authority.userinfo.username, &all)
+            .await
+            .expect("grant the test's user its vhost");
+        url.vhost = name.clone();
+        let mut amqp = Self::at(&url.to_string(), &name).await;
+        amqp.vhost = Some(name);
+        amqp
+    }
+
+    /// This broker's URL, reached through `addr` instead (a [`crate::TcpProxy`]).
+    pub fn url_through(&self, addr: std::net::SocketAddr) -> String {
+        let mut url: lapin::uri::AMQPUri = self.url.parse().expect("the test's AMQP URL");
+        url.authority.host = addr.ip().to_string();
+        url.authority.port = addr.port();
+        url.to_string()
     }
 
     /// `prefix` on the broker (and vhost) at `url`, with its exchanges declared.
@@ -65,6 +102,7 @@ impl TestAmqp {
             channel,
             queues: Mutex::new(Vec::new()),
             exchanges: Mutex::new(Vec::new()),
+            vhost: None,
         }
     }
 
@@ -84,24 +122,36 @@ impl TestAmqp {
             .declare_queue(&self.channel, spec)
             .await
             .expect("declare queue");
+        self.remember(spec);
+    }
+
+    /// Remembers the queues and exchanges `spec` declares, for deletion.
+    pub fn remember(&self, spec: &QueueSpec) {
         let mut queues = self.queues.lock().expect("lock");
-        queues.push(self.topology.queue(&spec.consumer));
+        queues.extend(self.topology.partition_queues(spec));
         queues.push(self.topology.dead_letter_queue(&spec.consumer));
         for delay in &spec.retry_delays {
             queues.push(self.topology.retry_queue(&spec.consumer, *delay));
         }
+        drop(queues);
         self.remember_exchange(self.topology.retry_exchange(&spec.consumer));
+        self.remember_exchange(self.topology.inbound_exchange(&spec.consumer));
     }
 
-    /// Remembers the queues a consumer named `consumer` will declare itself, for deletion.
+    /// Remembers the queues a consumer named `consumer` will declare itself (with the default
+    /// number of partitions), for deletion.
     pub fn remember_consumer(&self, consumer: &str, retry_delays: &[Duration]) {
-        let mut queues = self.queues.lock().expect("lock");
-        queues.push(self.topology.queue(consumer));
-        queues.push(self.topology.dead_letter_queue(consumer));
-        for delay in retry_delays {
-            queues.push(self.topology.retry_queue(consumer, *delay));
+        self.remember(&QueueSpec::new(consumer, Vec::new(), retry_delays.to_vec()));
+    }
+
+    /// Messages waiting in all of `consumer`'s partition queues (default partitions).
+    pub async fn consumer_depth(&self, consumer: &str) -> u32 {
+        let spec = QueueSpec::new(consumer, Vec::new(), Vec::new());
+        let mut total = 0;
+        for queue in self.topology.partition_queues(&spec) {
+            total += self.depth(&queue).await;
         }
-        self.remember_exchange(self.topology.retry_exchange(consumer));
+        total
     }
 
     fn remember_exchange(&self, name: String) {
@@ -143,7 +193,7 @@ impl TestAmqp {
             return out;
         }
         let done = self
-            .consume_until(queue, deadline, |delivery| {
+            .consume_until(&[queue.to_owned()], deadline, |delivery| {
                 out.push(delivery);
                 out.len() >= count
             })
@@ -151,6 +201,31 @@ impl TestAmqp {
         assert!(
             done,
             "timed out after {deadline:?} with {} of {count} messages from {queue}",
+            out.len()
+        );
+        out
+    }
+
+    /// [`Self::take`] from every partition of `consumer`'s queue.
+    pub async fn take_from_consumer(
+        &self,
+        consumer: &str,
+        count: usize,
+        deadline: Duration,
+    ) -> Vec<Delivery> {
+        let spec = QueueSpec::new(consumer, Vec::new(), Vec::new());
+        let queues = self.topology.partition_queues(&spec);
+        let mut out = Vec::with_capacity(count);
+        let done = count == 0
+            || self
+                .consume_until(&queues, deadline, |delivery| {
+                    out.push(delivery);
+                    out.len() >= count
+                })
+                .await;
+        assert!(
+            done,
+            "timed out after {deadline:?} with {} of {count} messages from {consumer}'s partitions",
             out.len()
         );
         out
@@ -169,7 +244,7 @@ impl TestAmqp {
         let mut deliveries = 0;
         let done = missing.is_empty()
             || self
-                .consume_until(queue, deadline, |delivery| {
+                .consume_until(&[queue.to_owned()], deadline, |delivery| {
                     deliveries += 1;
                     if let Some(id) = delivery.properties.message_id() {
                         missing.remove(id.as_str());
@@ -186,24 +261,29 @@ impl TestAmqp {
         deliveries
     }
 
-    /// Consumes and acks `queue`, handing each delivery to `enough` until it says so (true) or
-    /// `deadline` passes (false).
+    /// Consumes and acks `queues` (on one channel), handing each delivery to `enough` until it
+    /// says so (true) or `deadline` passes (false).
     async fn consume_until(
         &self,
-        queue: &str,
+        queues: &[String],
         deadline: Duration,
         mut enough: impl FnMut(Delivery) -> bool,
     ) -> bool {
         let channel = self.connection.create_channel().await.expect("channel");
-        let mut consumer = channel
-            .basic_consume(
-                queue.into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-            .expect("consume");
+        let mut consumers = Vec::with_capacity(queues.len());
+        for queue in queues {
+            let consumer = channel
+                .basic_consume(
+                    queue.as_str().into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .expect("consume");
+            consumers.push(consumer);
+        }
+        let mut consumer = futures_util::stream::select_all(consumers);
         let collect = async {
             while let Some(delivery) = consumer.next().await {
                 let delivery = delivery.expect("delivery");
@@ -251,12 +331,16 @@ impl Drop for TestAmqp {
             std::mem::take(&mut *self.exchanges.lock().unwrap_or_else(|e| e.into_inner()));
         let broker = self.settings();
         let topology = self.topology.clone();
+        let vhost = self.vhost.take();
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .ok()?;
             runtime.block_on(async move {
+                if let Some(vhost) = vhost {
+                    return crate::broker::management().delete_vhost(&vhost).await.ok();
+                }
                 let connection = connect(&broker, "test cleanup").await.ok()?;
                 let channel = connection.create_channel().await.ok()?;
                 for queue in queues {

@@ -9,12 +9,13 @@ const SECRET: &str = "s3cr3t-never-shown";
 
 /// The variables every service binary takes besides its own `{NAME}_PORT` and
 /// `{NAME}_DATABASE_URL`.
-pub const SERVICE_VARIABLES: [&str; 23] = [
+pub const SERVICE_VARIABLES: [&str; 26] = [
     "HTTP_HOST",
     "HTTP_WORKERS",
     "DB_POOL_SIZE",
     "DB_POOL_TIMEOUT",
     "DATABASE_BASE_URL",
+    "DATABASE_DIRECT_URL",
     "PGHOST",
     "PGPORT",
     "PGUSER",
@@ -29,6 +30,8 @@ pub const SERVICE_VARIABLES: [&str; 23] = [
     "CONSUMER_CONCURRENCY",
     "CONSUMER_MAX_ATTEMPTS",
     "CONSUMER_RETRY_DELAYS",
+    "INBOX_WINDOW",
+    "CLEANUP_INTERVAL",
     "EVENT_KEYS",
     "EVENT_SIGNING_KEY",
     "EVENT_VERIFY_KEYS",

@@ -212,5 +212,6 @@ pub fn fast_consumer_settings() -> ConsumerSettings {
             std::time::Duration::from_millis(50),
             std::time::Duration::from_millis(100),
         ],
+        partitions: shared::amqp::DEFAULT_PARTITIONS,
     }
 }

@@ -57,11 +57,6 @@ impl TcpProxy {
         self.addr
     }
 
-    /// An AMQP URL through this proxy.
-    pub fn amqp_url(&self) -> String {
-        format!("amqp://guest:guest@{}/%2f", self.addr)
-    }
-
     /// Drops every connection open right now.
     pub async fn cut(&self) {
         for task in self.connections.lock().await.drain(..) {

@@ -30,7 +30,9 @@ pub fn service_settings(name: &str, db: &TestDb, amqp: &TestAmqp) -> ServiceSett
             concurrency: 4,
             max_attempts: 3,
             retry_delays,
+            partitions: shared::amqp::DEFAULT_PARTITIONS,
         },
+        inbox: shared::config::InboxSettings::default(),
         keys: crate::keys::dev(Some(name)),
     }
 }

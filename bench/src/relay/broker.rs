@@ -26,7 +26,9 @@ impl BenchBroker {
             "bench",
             vec![<BenchEvent as shared::envelope::SagaEvent>::ROUTING_KEY.to_owned()],
             Vec::new(),
-        );
+        )
+        // One queue the benchmark's consumer reads: the relay's rate is what is measured.
+        .with_partitions(1);
         let connection = connect(&amqp, &format!("relay-bench {prefix}")).await?;
         let channel = connection
             .create_channel()
@@ -43,7 +45,7 @@ impl BenchBroker {
     }
 
     pub fn queue(&self) -> String {
-        self.topology.queue(&self.spec.consumer)
+        self.topology.partition_queue(&self.spec.consumer, 0)
     }
 
     /// Deletes the queue and the exchanges.

@@ -212,9 +212,10 @@ impl System {
                 .await?;
         let channel = connection.create_channel().await?;
         let topology = Topology::new(self.prefix.clone());
-        let delays = ConsumerSettings::from_env()?.retry_delays;
+        let consumer = ConsumerSettings::from_env()?;
         for name in SERVICES {
-            let spec = QueueSpec::new(name.to_owned(), Vec::new(), delays.clone());
+            let spec = QueueSpec::new(name.to_owned(), Vec::new(), consumer.retry_delays.clone())
+                .with_partitions(consumer.partitions);
             topology.delete_queue(&channel, &spec).await?;
         }
         topology.delete_exchanges(&channel).await?;
@@ -248,7 +249,11 @@ impl System {
         let topology = Topology::new(self.prefix.clone());
         let (mut waiting, mut dead) = (0, 0);
         for name in &names {
-            waiting += u64::from(operator.depth(&topology.queue(name)).await?);
+            let spec = QueueSpec::new(name.as_str(), Vec::new(), Vec::new())
+                .with_partitions(ConsumerSettings::from_env()?.partitions);
+            for partition in topology.partition_queues(&spec) {
+                waiting += u64::from(operator.depth(&partition).await?);
+            }
             dead += u64::from(operator.depth(&topology.dead_letter_queue(name)).await?);
         }
         operator.close().await;

@@ -13,6 +13,7 @@ use outbox_relay::RelaySettings;
 use serde_json::Value;
 use shared::broker::Role;
 use shared::service::Application;
+use shared::service::ServiceSettings;
 use shared::shutdown::{Shutdown, ShutdownTrigger};
 use testkit::broker::TestBroker;
 use testkit::clients::{BalanceClient, CouponClient, OrderClient, ProductClient};
@@ -33,7 +34,11 @@ pub struct System {
     pub broker: Option<TestBroker>,
     pub dbs: HashMap<&'static str, TestDb>,
     pub apps: HashMap<&'static str, TestApp>,
-    relay: Option<(ShutdownTrigger, tokio::task::JoinHandle<anyhow::Result<()>>)>,
+    /// More instances of the services, beside `apps` ([`Self::add_instances`]).
+    pub replicas: Vec<(&'static str, TestApp)>,
+    relays: Vec<(ShutdownTrigger, tokio::task::JoinHandle<anyhow::Result<()>>)>,
+    /// Applied to every service instance's settings before it starts.
+    adjust: fn(&mut ServiceSettings),
 }
 
 pub async fn build(name: &str, settings: &shared::service::ServiceSettings) -> Application {
@@ -59,18 +64,28 @@ fn migrations(name: &str) -> diesel_migrations::EmbeddedMigrations {
 
 impl System {
     pub async fn start() -> Self {
+        Self::start_adjusted(|_| {}).await
+    }
+
+    /// The system with `adjust` applied to the settings of every service instance it starts
+    /// (e.g. smaller pools, for a test that runs many instances).
+    pub async fn start_adjusted(adjust: fn(&mut ServiceSettings)) -> Self {
         init_tracing();
-        Self::start_on(TestAmqp::new().await, None).await
+        Self::start_on(TestAmqp::new().await, None, adjust).await
     }
 
     /// The system with each service, the monitor and the relay connecting as its own broker
     /// identity (`sagactl broker setup`'s), in a vhost of this test's own.
     pub async fn start_with_identities() -> Self {
         let (broker, amqp) = TestBroker::new(&SERVICES).await;
-        Self::start_on(amqp, Some(broker)).await
+        Self::start_on(amqp, Some(broker), |_| {}).await
     }
 
-    async fn start_on(amqp: TestAmqp, broker: Option<TestBroker>) -> Self {
+    async fn start_on(
+        amqp: TestAmqp,
+        broker: Option<TestBroker>,
+        adjust: fn(&mut ServiceSettings),
+    ) -> Self {
         let url_of = |role: Role| broker.as_ref().map(|broker| broker.url(&role));
         let mut dbs = HashMap::new();
         let mut apps = HashMap::new();
@@ -80,6 +95,7 @@ impl System {
             if let Some(url) = url_of(Role::Consumer(name.to_owned())) {
                 settings.amqp.url = url;
             }
+            adjust(&mut settings);
             let app = TestApp::start(build(name, &settings).await);
             dbs.insert(name, db);
             apps.insert(name, app);
@@ -92,14 +108,47 @@ impl System {
             broker,
             dbs,
             apps,
-            relay: None,
+            replicas: Vec::new(),
+            relays: Vec::new(),
+            adjust,
         };
         system.start_relay();
         system
     }
 
+    /// Starts `count` more instances of every service on the same databases and prefix, and
+    /// waits until they are ready.
+    pub async fn add_instances(&mut self, count: usize) {
+        for _ in 0..count {
+            for name in SERVICES {
+                let mut settings = service_settings(name, &self.dbs[name], &self.amqp);
+                (self.adjust)(&mut settings);
+                let app = TestApp::start(build(name, &settings).await);
+                app.wait_ready().await;
+                self.replicas.push((name, app));
+            }
+        }
+    }
+
+    /// Every running instance of `name`: the first, then the replicas.
+    pub fn instances(&self, name: &str) -> Vec<&TestApp> {
+        std::iter::once(&self.apps[name])
+            .chain(
+                self.replicas
+                    .iter()
+                    .filter(|(of, _)| *of == name)
+                    .map(|(_, app)| app),
+            )
+            .collect()
+    }
+
     /// Starts the outbox relay on the four service databases (it runs from [`Self::start`]).
     pub fn start_relay(&mut self) {
+        self.start_relay_with(|_| ());
+    }
+
+    /// Starts one more relay on the four service databases, with `adjust`ed settings.
+    pub fn start_relay_with(&mut self, adjust: impl FnOnce(&mut RelaySettings)) {
         let urls = [ORDER, PRODUCT, COUPON, BALANCE]
             .iter()
             .map(|name| self.dbs[name].url.clone())
@@ -109,14 +158,15 @@ impl System {
             relay_settings.amqp.url = broker.url(&Role::Relay);
         }
         relay_settings.max_backoff = Duration::from_millis(500);
+        adjust(&mut relay_settings);
         let (trigger, shutdown) = Shutdown::new();
         let relay = tokio::spawn(outbox_relay::run(relay_settings, shutdown));
-        self.relay = Some((trigger, relay));
+        self.relays.push((trigger, relay));
     }
 
-    /// Stops the relay: committed events then stay in the outboxes.
+    /// Stops the relays: committed events then stay in the outboxes.
     pub async fn stop_relay(&mut self) {
-        if let Some((trigger, task)) = self.relay.take() {
+        for (trigger, task) in self.relays.drain(..) {
             trigger.trigger();
             task.await.unwrap().unwrap();
         }
@@ -203,7 +253,7 @@ impl System {
             eventually_async(
                 Duration::from_secs(20),
                 &format!("{queue} drained"),
-                || async { (self.amqp.depth(&queue).await == 0).then_some(()) },
+                || async { (self.amqp.consumer_depth(name).await == 0).then_some(()) },
             )
             .await;
             assert_eq!(
@@ -218,6 +268,9 @@ impl System {
 
     pub async fn stop(mut self) {
         self.stop_relay().await;
+        for (_, app) in self.replicas.drain(..) {
+            app.stop().await;
+        }
         for (_, app) in self.apps.drain() {
             app.stop().await;
         }

@@ -11,7 +11,6 @@ async fn a_relay_killed_between_confirm_and_mark_republishes_and_the_inbox_appli
     let amqp = TestAmqp::new().await;
     let consumer = pings_consumer(&amqp.settings(), &db);
     amqp.declare(&consumer.queue_spec()).await;
-    let queue = consumer.queue().to_owned();
     enqueue_pings(&db, 1, 5).await;
 
     let mut crashing = spawn_relay(&db, &amqp, &[("OUTBOX_RELAY_CRASH_AFTER_CONFIRM", "true")]);
@@ -21,12 +20,16 @@ async fn a_relay_killed_between_confirm_and_mark_republishes_and_the_inbox_appli
         .unwrap();
     assert_eq!(status.code(), Some(86), "the relay died at the fault point");
     assert_eq!(unpublished(&db).await, 5, "nothing was marked");
-    assert_eq!(amqp.depth(&queue).await, 5, "but the broker has the batch");
+    assert_eq!(
+        amqp.consumer_depth("pings").await,
+        5,
+        "but the broker has the batch"
+    );
 
     let relay = InProcessRelay::start(relay_settings(&db, amqp.settings()));
     wait_until_published(&db).await;
     eventually_async(DEADLINE, "the republished copies", || async {
-        (amqp.depth(&queue).await == 10).then_some(())
+        (amqp.consumer_depth("pings").await == 10).then_some(())
     })
     .await;
 
@@ -38,7 +41,7 @@ async fn a_relay_killed_between_confirm_and_mark_republishes_and_the_inbox_appli
         Handlers::new().on::<Ping>(Recorder::default()),
     );
     eventually_async(DEADLINE, "the queue drained", || async {
-        (amqp.depth(&queue).await == 0 && effect_count(&db).await == 5).then_some(())
+        (amqp.consumer_depth("pings").await == 0 && effect_count(&db).await == 5).then_some(())
     })
     .await;
     running.stop().await;
@@ -85,7 +88,7 @@ async fn cutting_the_broker_connection_mid_stream_loses_nothing() {
     let amqp = TestAmqp::new().await;
     let proxy = TcpProxy::start(broker_addr()).await;
     let through_proxy = AmqpSettings {
-        url: proxy.amqp_url(),
+        url: amqp.url_through(proxy.addr()),
         ..amqp.settings()
     };
     let consumer = pings_consumer(&through_proxy, &db);

@@ -281,7 +281,7 @@ async fn ready_answers_503_until_the_broker_session_is_up() {
     let proxy = testkit::TcpProxy::start(target.parse().unwrap()).await;
     proxy.refuse();
     let mut settings = service_settings(balance_service::NAME, &db, &amqp);
-    settings.amqp.url = proxy.amqp_url();
+    settings.amqp.url = amqp.url_through(proxy.addr());
     let app = TestApp::start(balance_service::build(&settings).await.expect("build"));
 
     assert_eq!(app.get("/health").await.0, 200, "the process is up");

@@ -6,8 +6,10 @@
 //!   operations and their audit trail are `shared::dlq`'s, the `dlq_audit` table is in this
 //!   service's database.
 //! - [`sagas`]: per-saga state derived from the events; the monitor's gauges and histograms.
+//! - [`retention`]: deletes ended sagas past `MONITOR_RETENTION` (off by default).
 
 pub mod admin;
+pub mod retention;
 pub mod routes;
 pub mod sagas;
 pub mod store;
@@ -20,18 +22,40 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/m
 pub const NAME: &str = "monitor";
 pub const DEFAULT_PORT: u16 = 8085;
 
-/// Prepares the database and binds the service; the admin API is on if `ADMIN_TOKEN` is set.
 /// Events applied in one transaction at most, when that many are waiting.
 pub const BATCH: usize = 32;
 
-pub async fn build(settings: &ServiceSettings) -> anyhow::Result<Application> {
-    build_with_admin(settings, admin::AdminSettings::from_env(&settings.amqp)?).await
+/// The monitor's own options, besides the ones every service takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MonitorArgs {
+    #[command(flatten)]
+    pub admin: admin::AdminArgs,
+    #[command(flatten)]
+    pub retention: retention::RetentionArgs,
 }
 
-/// As [`build`], with the admin API configured explicitly (`None` = off).
+/// Prepares the database and binds the service, its options from the environment: the admin
+/// API is on if `ADMIN_TOKEN` is set, retention if `MONITOR_RETENTION` is.
+pub async fn build(settings: &ServiceSettings) -> anyhow::Result<Application> {
+    let args = shared::config::from_env::<MonitorArgs>()?;
+    let admin = admin::AdminSettings::from_args(args.admin, &settings.amqp);
+    build_with(settings, admin, args.retention.retention).await
+}
+
+/// As [`build`], with the admin API configured explicitly (`None` = off) and no retention.
 pub async fn build_with_admin(
     settings: &ServiceSettings,
     admin: Option<admin::AdminSettings>,
+) -> anyhow::Result<Application> {
+    build_with(settings, admin, None).await
+}
+
+/// As [`build`], with the admin API (`None` = off) and the event store's retention (`None` =
+/// keep everything) given.
+pub async fn build_with(
+    settings: &ServiceSettings,
+    admin: Option<admin::AdminSettings>,
+    retention: Option<std::time::Duration>,
 ) -> anyhow::Result<Application> {
     let pool = prepare_database(&settings.database, MIGRATIONS).await?;
     let admin = admin.map(|admin| admin::AdminSettings {
@@ -40,6 +64,8 @@ pub async fn build_with_admin(
     });
     sagas::describe();
     let gauge_pool = pool.clone();
+    let retention_pool = pool.clone();
+    let every = settings.inbox.cleanup_interval;
     let routes = move |cfg: &mut actix_web::web::ServiceConfig| {
         routes::configure(cfg);
         if let Some(admin) = admin.clone() {
@@ -57,5 +83,10 @@ pub async fn build_with_admin(
     )?
     .with_task(move |shutdown| {
         sagas::gauges(gauge_pool, std::time::Duration::from_secs(5), shutdown)
+    })
+    .with_task(move |shutdown| async move {
+        if let Some(retention) = retention {
+            retention::run(retention_pool, retention, every, shutdown).await
+        }
     }))
 }

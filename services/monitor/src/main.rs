@@ -1,7 +1,8 @@
 //! `monitor-service`: settings from the command line and environment (`--help` lists them),
 //! then the saga monitor until SIGTERM or Ctrl-C.
 
-use monitor_service::admin::{AdminArgs, AdminSettings};
+use monitor_service::MonitorArgs;
+use monitor_service::admin::AdminSettings;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -9,9 +10,9 @@ async fn main() -> anyhow::Result<()> {
         monitor_service::NAME,
         monitor_service::DEFAULT_PORT,
         env!("CARGO_PKG_VERSION"),
-        async |settings, admin: AdminArgs| {
-            let admin = AdminSettings::from_args(admin, &settings.amqp);
-            monitor_service::build_with_admin(settings, admin).await
+        async |settings, args: MonitorArgs| {
+            let admin = AdminSettings::from_args(args.admin, &settings.amqp);
+            monitor_service::build_with(settings, admin, args.retention.retention).await
         },
     )
     .await

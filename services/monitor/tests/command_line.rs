@@ -11,6 +11,7 @@ fn help_lists_every_variable_and_version_answers_without_starting_the_service() 
             "ADMIN_PURGE_DIR",
             "ADMIN_RATE_LIMIT",
             "ADMIN_AMQP_URL",
+            "MONITOR_RETENTION",
         ],
     );
 }

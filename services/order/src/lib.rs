@@ -37,7 +37,8 @@ pub async fn build(settings: &ServiceSettings) -> anyhow::Result<Application> {
         move |cfg: &mut actix_web::web::ServiceConfig| routes::configure(cfg, waiters.clone())
     };
     metrics::describe();
-    let url = settings.database.url.clone();
+    // LISTEN needs a session of its own: never through a transaction-pooling PgBouncer.
+    let url = settings.database.direct_url.clone();
     let in_flight_pool = pool.clone();
     Ok(
         Application::build(settings, pool, saga::handlers(&settings.keys), routes)?

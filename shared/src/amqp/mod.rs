@@ -17,7 +17,7 @@ use crate::backoff::Backoff;
 use crate::config::AmqpSettings;
 use crate::shutdown::Shutdown;
 
-pub use topology::{QueueSpec, Topology};
+pub use topology::{CONSISTENT_HASH, DEFAULT_PARTITIONS, QueueSpec, Topology};
 pub use user::user_of;
 
 /// Opens one connection to the broker `amqp` names, named `name` (shown in the broker's

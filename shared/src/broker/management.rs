@@ -64,6 +64,13 @@ impl Management {
         self.send(reqwest::Method::PUT, &path, Some(body)).await
     }
 
+    /// Creates `vhost` (nothing happens if it exists).
+    pub async fn create_vhost(&self, vhost: &str) -> anyhow::Result<()> {
+        let path = format!("/api/vhosts/{}", segment(vhost));
+        self.send(reqwest::Method::PUT, &path, Some(json!({})))
+            .await
+    }
+
     /// Deletes `vhost` with everything in it.
     pub async fn delete_vhost(&self, vhost: &str) -> anyhow::Result<()> {
         let path = format!("/api/vhosts/{}", segment(vhost));

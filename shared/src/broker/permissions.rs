@@ -4,7 +4,7 @@
 //!
 //! Two rules shape the table. Publishing through the default exchange, and declaring a queue
 //! that dead-letters to it, needs write on `amq.default`, which reaches every queue of the
-//! vhost: only the operator (replays) holds it. And declaring a queue with a dead-letter
+//! vhost: no identity holds it (replays go through a consumer's inbound exchange). And declaring a queue with a dead-letter
 //! exchange needs read on the queue and write on that exchange, checked when it is created.
 
 /// One identity.
@@ -66,24 +66,27 @@ pub fn permissions(prefix: &str, role: &Role) -> Permissions {
         },
         Role::Consumer(name) => {
             let own = format!("{p}\\.{}", escape(name));
-            let retry = format!("{own}\\.retry(-[0-9]+ms)?");
+            let inbound = format!("{own}\\.in");
+            let partitions = format!("{own}\\.p[0-9]+");
+            let retry = format!("{own}\\.retry|{own}\\.delay-[0-9]+ms");
             Permissions {
-                // Its queue, dead-letter queue, retry queues and retry exchange.
-                configure: format!("^({own}|{own}\\.dlq|{retry})$"),
-                // Bind its queues; publish retries to its retry exchange and dead letters to
-                // the shared dead-letter exchange (also the one its queue dead-letters to).
-                write: format!("^({own}|{own}\\.dlq|{retry}|{p}\\.dlx)$"),
-                // Consume its queue; bind from the events, dead-letter and retry exchanges;
-                // read on the queues that dead-letter (checked when they are declared). Not its
-                // dead-letter queue: that is the operator's.
-                read: format!("^({own}|{retry}|{p}\\.events|{p}\\.dlx)$"),
+                // Its inbound and retry exchanges, partition, delay and dead-letter queues.
+                configure: format!("^({inbound}|{partitions}|{own}\\.dlq|{retry})$"),
+                // Bind its queues and its inbound exchange; publish retries to its retry
+                // exchange and dead letters to the shared dead-letter exchange; the exchanges
+                // its queues dead-letter to (the shared one, its inbound one).
+                write: format!("^({inbound}|{partitions}|{own}\\.dlq|{retry}|{p}\\.dlx)$"),
+                // Consume its partitions; bind from the events, inbound, dead-letter and retry
+                // exchanges; read on the queues that dead-letter (checked when they are
+                // declared). Not its dead-letter queue: that is the operator's.
+                read: format!("^({inbound}|{partitions}|{retry}|{p}\\.events|{p}\\.dlx)$"),
             }
         }
-        // Reads (lists, purges) dead-letter queues and replays into the original queue through
-        // the default exchange.
+        // Reads (lists, purges) dead-letter queues and replays into a consumer's inbound
+        // exchange, which hashes each copy to its saga's partition.
         Role::Operator => Permissions {
             configure: NOTHING.into(),
-            write: "^amq\\.default$".into(),
+            write: format!("^{p}\\.[^.]+\\.in$"),
             read: format!("^{p}\\.[^.]+\\.dlq$"),
         },
         Role::Admin => Permissions {

@@ -25,7 +25,8 @@ fn a_hash_verifies_its_password_only_and_is_salted() {
 }
 
 #[test]
-fn the_relay_writes_the_events_exchange_only_and_the_operator_reads_dead_letters_only() {
+fn the_relay_writes_the_events_exchange_only_and_the_operator_reads_dead_letters_and_replays_through_inbound_exchanges()
+ {
     let relay = permissions("saga", &Role::Relay);
     assert_eq!(
         (
@@ -37,7 +38,7 @@ fn the_relay_writes_the_events_exchange_only_and_the_operator_reads_dead_letters
     );
     let operator = permissions("saga", &Role::Operator);
     assert_eq!(operator.configure, "^$");
-    assert_eq!(operator.write, "^amq\\.default$");
+    assert_eq!(operator.write, "^saga\\.[^.]+\\.in$");
     assert_eq!(operator.read, "^saga\\.[^.]+\\.dlq$");
 }
 
@@ -46,7 +47,8 @@ fn a_consumer_is_confined_to_its_own_names_and_never_the_default_exchange() {
     let order = permissions("t.x", &Role::Consumer("order".into()));
     assert_eq!(
         order.configure,
-        "^(t\\.x\\.order|t\\.x\\.order\\.dlq|t\\.x\\.order\\.retry(-[0-9]+ms)?)$"
+        "^(t\\.x\\.order\\.in|t\\.x\\.order\\.p[0-9]+|t\\.x\\.order\\.dlq\
+         |t\\.x\\.order\\.retry|t\\.x\\.order\\.delay-[0-9]+ms)$"
     );
     assert!(order.write.contains("t\\.x\\.dlx") && !order.write.contains("events"));
     assert!(order.read.contains("t\\.x\\.events") && !order.read.contains("dlq"));

@@ -15,9 +15,11 @@ use clap::{Args, FromArgMatches};
 use crate::db::redact;
 
 mod amqp_tls;
+mod housekeeping;
 mod postgres;
 
 pub use amqp_tls::AmqpTls;
+pub use housekeeping::{InboxSettings, retry_ladder};
 pub use postgres::{DatabaseSettings, PgServer, PoolSettings};
 
 /// Parses a duration as every option and variable takes it: `500ms`, `30s`, `5m`, `2h`.
@@ -132,7 +134,9 @@ pub struct ConsumerSettings {
         default_value_t = 64
     )]
     pub prefetch: u16,
-    /// Deliveries handled at the same time (each holds one database connection).
+    /// Lanes: batches of deliveries handled at the same time (each holds one database
+    /// connection). All deliveries of one saga go through the same lane, one batch after the
+    /// other, so a saga's events are never handled concurrently within an instance.
     #[arg(
         id = "consumer_concurrency",
         long = "consumer-concurrency",
@@ -153,6 +157,16 @@ pub struct ConsumerSettings {
     /// queues while the old ones drain.
     #[arg(id = "consumer_retry_delays", value_name = "DURATIONS", long = "consumer-retry-delays", env = "CONSUMER_RETRY_DELAYS", default_value = "1s,5s,30s,2m", value_delimiter = ',', value_parser = parse_duration)]
     pub retry_delays: Vec<Duration>,
+    /// Partition queues per consumer, each delivering to one instance at a time; a saga always
+    /// lands in the same one. Must be the same for every instance of a service, and at least
+    /// the number of instances that should share the work (docs/messaging.md, "Order").
+    #[arg(
+        id = "consumer_partitions",
+        long = "consumer-partitions",
+        env = "CONSUMER_PARTITIONS",
+        default_value_t = crate::amqp::DEFAULT_PARTITIONS
+    )]
+    pub partitions: u16,
 }
 
 impl ConsumerSettings {
@@ -163,8 +177,15 @@ impl ConsumerSettings {
 
     /// `self`, or an error naming what is out of range.
     pub fn validated(self) -> anyhow::Result<Self> {
-        if self.concurrency == 0 || self.max_attempts == 0 || self.prefetch == 0 {
-            bail!("CONSUMER_CONCURRENCY, CONSUMER_MAX_ATTEMPTS and CONSUMER_PREFETCH must be > 0");
+        if self.concurrency == 0
+            || self.max_attempts == 0
+            || self.prefetch == 0
+            || self.partitions == 0
+        {
+            bail!(
+                "CONSUMER_CONCURRENCY, CONSUMER_MAX_ATTEMPTS, CONSUMER_PREFETCH and \
+                 CONSUMER_PARTITIONS must be > 0"
+            );
         }
         if self.retry_delays.is_empty() {
             bail!("CONSUMER_RETRY_DELAYS must list at least one delay");
@@ -180,6 +201,7 @@ impl Default for ConsumerSettings {
             concurrency: 8,
             max_attempts: 5,
             retry_delays: [1, 5, 30, 120].map(Duration::from_secs).to_vec(),
+            partitions: crate::amqp::DEFAULT_PARTITIONS,
         }
     }
 }

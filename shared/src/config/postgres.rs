@@ -24,6 +24,18 @@ pub struct PgServer {
         hide_env_values = true
     )]
     pub base_url: Option<String>,
+    /// Base URL of the PostgreSQL server itself, without a database name, for the connections
+    /// that need a session of their own: LISTEN and migrations (a session advisory lock). Set
+    /// it when the other URLs point at a transaction-pooling PgBouncer; default: the same server
+    /// as the pooled connections.
+    #[arg(
+        id = "database_direct_url",
+        value_name = "URL",
+        long = "database-direct-url",
+        env = "DATABASE_DIRECT_URL",
+        hide_env_values = true
+    )]
+    pub direct_base_url: Option<String>,
     /// Server host (a path for a Unix socket directory).
     #[arg(
         id = "pg_host",
@@ -89,6 +101,7 @@ impl Default for PgServer {
     fn default() -> Self {
         Self {
             base_url: None,
+            direct_base_url: None,
             host: "127.0.0.1".into(),
             port: 5432,
             user: "postgres".into(),
@@ -135,6 +148,24 @@ impl PgServer {
     pub fn service_database_url(&self, name: &str) -> String {
         self.database_url(&format!("saga_{name}"))
     }
+
+    /// The URL for a session of its own (LISTEN, migrations) on the database `pooled` names:
+    /// that database on the direct server when one is set, else `pooled` itself.
+    pub fn direct_url(&self, pooled: &str) -> anyhow::Result<String> {
+        let Some(direct) = self
+            .direct_base_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+        else {
+            return Ok(pooled.to_owned());
+        };
+        let (_, database) = crate::db::split_database_url(pooled)?;
+        let direct = Self {
+            base_url: Some(direct.to_owned()),
+            ..Self::default()
+        };
+        Ok(direct.database_url(&database))
+    }
 }
 
 /// Percent-encodes everything but unreserved characters, for one URL component.
@@ -154,12 +185,14 @@ fn encode(text: &str) -> String {
 /// Pool settings every service shares.
 #[derive(Debug, Clone, Args)]
 pub struct PoolSettings {
-    /// Connections in each database pool.
+    /// Connections in the service's database pool: the most it holds, whatever the load (its
+    /// consumers, HTTP handlers and timers share them). Six per service keep one whole system
+    /// under 50 connections (README, "Connection budget").
     #[arg(
         id = "db_pool_size",
         long = "db-pool-size",
         env = "DB_POOL_SIZE",
-        default_value_t = 16
+        default_value_t = DEFAULT_POOL_SIZE
     )]
     pub pool_size: usize,
     /// How long to wait for a pooled connection (to be created or freed) before failing; never
@@ -168,10 +201,13 @@ pub struct PoolSettings {
     pub pool_timeout: Duration,
 }
 
+/// The default of `DB_POOL_SIZE`.
+pub const DEFAULT_POOL_SIZE: usize = 6;
+
 impl Default for PoolSettings {
     fn default() -> Self {
         Self {
-            pool_size: 16,
+            pool_size: DEFAULT_POOL_SIZE,
             pool_timeout: Duration::from_secs(5),
         }
     }
@@ -182,6 +218,9 @@ impl Default for PoolSettings {
 pub struct DatabaseSettings {
     /// The database URL.
     pub url: String,
+    /// The same database for a session of its own (LISTEN, migrations): not through a
+    /// transaction-pooling PgBouncer (`DATABASE_DIRECT_URL`). Usually `url`.
+    pub direct_url: String,
     /// Connections in the pool.
     pub pool_size: usize,
     /// How long to wait for a connection before failing.
@@ -192,6 +231,7 @@ impl std::fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DatabaseSettings")
             .field("url", &redact(&self.url))
+            .field("direct_url", &redact(&self.direct_url))
             .field("pool_size", &self.pool_size)
             .field("pool_timeout", &self.pool_timeout)
             .finish()
@@ -201,11 +241,18 @@ impl std::fmt::Debug for DatabaseSettings {
 impl DatabaseSettings {
     /// `url` with `pool`'s settings.
     pub fn new(url: impl Into<String>, pool: &PoolSettings) -> Self {
+        let url = url.into();
         Self {
-            url: url.into(),
+            direct_url: url.clone(),
+            url,
             pool_size: pool.pool_size,
             pool_timeout: pool.pool_timeout,
         }
+    }
+
+    /// `self` with its sessions of their own on `direct_url`.
+    pub fn with_direct_url(self, direct_url: String) -> Self {
+        Self { direct_url, ..self }
     }
 
     /// `url` with the pool settings from the environment.
@@ -233,6 +280,7 @@ mod tests {
             sslmode: Some("verify-full".into()),
             sslrootcert: Some("/etc/ca.pem".into()),
             base_url: None,
+            direct_base_url: None,
         };
         assert_eq!(
             server.service_database_url("order"),
@@ -251,5 +299,20 @@ mod tests {
             PgServer::default().service_database_url("balance"),
             "postgres://postgres@127.0.0.1:5432/saga_balance"
         );
+    }
+
+    #[test]
+    fn a_direct_url_names_the_pooled_database_on_the_direct_server() {
+        let pooled = "postgres://app:pw@pgbouncer:6432/saga_order?sslmode=disable";
+        assert_eq!(PgServer::default().direct_url(pooled).unwrap(), pooled);
+        let server = PgServer {
+            direct_base_url: Some("postgres://app:pw@db:5432?sslmode=require".into()),
+            ..PgServer::default()
+        };
+        assert_eq!(
+            server.direct_url(pooled).unwrap(),
+            "postgres://app:pw@db:5432/saga_order?sslmode=require"
+        );
+        assert!(server.direct_url("postgres://pgbouncer:6432").is_err());
     }
 }

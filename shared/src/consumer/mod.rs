@@ -17,6 +17,7 @@
 
 mod after_commit;
 pub mod handler;
+mod lanes;
 mod process;
 mod session;
 mod settle;
@@ -108,9 +109,11 @@ impl Consumer {
             self.ctx.handlers.routing_keys().to_vec(),
             self.ctx.settings.retry_delays.clone(),
         )
+        .with_partitions(self.ctx.settings.partitions)
     }
 
-    /// The name of that queue (`{prefix}.{name}`).
+    /// The consumer's name as a whole (`{prefix}.{name}`): its partition queues are
+    /// `{prefix}.{name}.p{i}`.
     pub fn queue(&self) -> &str {
         &self.ctx.queue
     }

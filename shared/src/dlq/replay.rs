@@ -1,9 +1,10 @@
 //! Replay: each matching dead letter goes back to the queue it was dead-lettered from, as a
 //! confirmed copy with a fresh attempt count, and is acked only after the confirm.
 //!
-//! The copy goes through the default exchange, which routes by queue name: the operator
-//! identity holds write on `amq.default` for exactly this, and no other identity does. The copy
-//! states the operator as its `user_id`.
+//! The copy goes through the consumer's inbound exchange (`{p}.{consumer}.in`), which hashes
+//! its saga id to the partition its saga's other events use: the operator identity holds write
+//! on the inbound exchanges for exactly this, and no other identity but the consumer itself
+//! does. The copy states the operator as its `user_id`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -20,8 +21,8 @@ use super::message::{DeadLetter, Filter, parse};
 use super::operation::{Moved, OperationReport};
 use super::operator::Operator;
 use super::snapshot::Snapshot;
-use crate::amqp::headers;
 use crate::amqp::publish::{Outcome, Outgoing, publish_one};
+use crate::amqp::{Topology, headers};
 
 /// Replay settings.
 #[derive(Debug, Clone, Copy, Default)]
@@ -115,8 +116,9 @@ impl Replayer<'_> {
         if let Some(interval) = self.pacing.as_mut() {
             interval.tick().await;
         }
+        let inbound = Topology::inbound_exchange_of(&moved.to);
         let outgoing = Outgoing {
-            exchange: "",
+            exchange: &inbound,
             routing_key: &moved.to,
             body: &delivery.data,
             properties: delivery

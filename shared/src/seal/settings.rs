@@ -203,11 +203,16 @@ fn read_key_file(path: &Path, secret: bool) -> anyhow::Result<String> {
     Ok(text)
 }
 
-/// True when a file's mode lets its group or others read it.
+/// True when a file's mode lets others than its owner at it, judged as PostgreSQL judges its
+/// key file: a file root owns may also be read by its group (a Kubernetes secret volume is
+/// root's, its group the pod's `fsGroup`, mode 0440); anyone else's must be the owner's alone.
 #[cfg(unix)]
 fn readable_by_others(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|meta| meta.permissions().mode() & 0o077 != 0)
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).is_ok_and(|meta| {
+        let allowed = if meta.uid() == 0 { 0o740 } else { 0o700 };
+        meta.mode() & 0o777 & !allowed != 0
+    })
 }
 
 #[cfg(not(unix))]
@@ -239,6 +244,11 @@ mod tests {
         assert!(readable_by_others(&path));
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(!readable_by_others(&path));
+        // Group-readable: accepted from root (a Kubernetes secret volume), from no one else.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let root_owns =
+            std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&path).unwrap()) == 0;
+        assert_eq!(readable_by_others(&path), !root_owns);
         std::fs::remove_file(&path).unwrap();
     }
 

@@ -58,7 +58,9 @@ impl Node {
         let server_files = ca.server(&["127.0.0.1"]).write(&root, "server");
         let ca_path = ca.write(&root.join("ca.crt"));
         write_config(&root, port, &ca_path, &server_files, peers);
-        std::fs::write(root.join("enabled_plugins"), "[].\n").expect("plugins file");
+        // Consumers declare their partitions behind a consistent-hash exchange.
+        let plugins = "[rabbitmq_consistent_hash_exchange].\n";
+        std::fs::write(root.join("enabled_plugins"), plugins).expect("plugins file");
         std::fs::write(root.join("rabbitmq-env.conf"), "").expect("env file");
         let as_root = is_root();
         if as_root {

@@ -107,6 +107,7 @@ impl Cluster {
             sslmode: Some(sslmode.into()),
             sslrootcert: None,
             base_url: None,
+            direct_base_url: None,
         }
     }
 
