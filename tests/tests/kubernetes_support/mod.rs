@@ -1,5 +1,5 @@
 //! Rendering and reading the Kubernetes manifests for `kubernetes.rs`: every kustomization under
-//! deploy/kubernetes rendered by `kubectl kustomize` (kustomize is built into kubectl), checked by
+//! deploy/kubernetes rendered by `kubectl kustomize` (or `kustomize build`), checked by
 //! `kubernetes-validate`, and read back as objects: Deployments, their one container, the
 //! variables it is given and the ConfigMaps behind them.
 //!
@@ -57,18 +57,26 @@ pub fn shown(dir: &Path) -> String {
         .to_string()
 }
 
-/// The kustomization in `dir`, rendered as `kubectl apply -k` would apply it.
+/// The kustomization in `dir`, rendered as `kubectl apply -k` would apply it: by the command in
+/// `KUSTOMIZE` (`kustomize build`, set by scripts/test.sh when it had to install kustomize),
+/// else by kubectl's built-in kustomize.
 pub fn render(dir: &Path) -> String {
-    let output = Command::new("kubectl")
-        .arg("kustomize")
+    let configured = std::env::var("KUSTOMIZE").unwrap_or_default();
+    let mut words: Vec<&str> = configured.split_whitespace().collect();
+    if words.is_empty() {
+        words = vec!["kubectl", "kustomize"];
+    }
+    let shown_command = words.join(" ");
+    let output = Command::new(words[0])
+        .args(&words[1..])
         .arg(dir)
         .output()
         .unwrap_or_else(|err| {
-            panic!("kubectl: {err}; it renders the kustomizations (scripts/test.sh checks for it)")
+            panic!("{shown_command}: {err}; it renders the kustomizations (scripts/test.sh provides it)")
         });
     assert!(
         output.status.success(),
-        "kubectl kustomize {} failed: {}",
+        "{shown_command} {} failed: {}",
         shown(dir),
         String::from_utf8_lossy(&output.stderr)
     );
