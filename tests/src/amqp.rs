@@ -106,6 +106,15 @@ impl TestAmqp {
         }
     }
 
+    /// Opens a new connection and channel, replacing the ones this was using: after the cluster
+    /// node they were on died ([`crate::cluster`]), `connect` reaches a live one.
+    pub async fn reconnect(&mut self) {
+        self.connection = connect(&self.settings(), &format!("test {}", self.prefix))
+            .await
+            .expect("reconnecting to the broker");
+        self.channel = self.connection.create_channel().await.expect("channel");
+    }
+
     /// The settings a service under test should use.
     pub fn settings(&self) -> AmqpSettings {
         AmqpSettings {

@@ -8,11 +8,13 @@
 //! [`keys`] seals and opens events with the development key set every service under test uses.
 //! [`pki`] makes the certificates of the TLS tests.
 //! [`broker`] sets up least-privilege broker identities in a vhost of a test's own.
+//! [`cluster`] runs a three-node RabbitMQ cluster of a test's own, whose nodes it can kill.
 
 mod amqp;
 pub mod binary;
 pub mod broker;
 pub mod clients;
+pub mod cluster;
 mod db;
 pub mod effects;
 pub mod keys;

@@ -74,6 +74,14 @@ impl System {
         Self::start_on(TestAmqp::new().await, None, adjust).await
     }
 
+    /// The system on the broker at `url` (e.g. the nodes of a [`testkit::cluster`]), every
+    /// process as the broker's local administrator.
+    pub async fn start_at(url: &str) -> Self {
+        init_tracing();
+        let prefix = format!("t{}", testkit::unique_suffix());
+        Self::start_on(TestAmqp::at(url, &prefix).await, None).await
+    }
+
     /// The system with each service, the monitor and the relay connecting as its own broker
     /// identity (`sagactl broker setup`'s), in a vhost of this test's own.
     pub async fn start_with_identities() -> Self {

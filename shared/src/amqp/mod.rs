@@ -1,8 +1,9 @@
-//! Everything that knows about RabbitMQ: connecting (over TLS for `amqps://`, see [`tls`]),
-//! the header vocabulary, the topology and confirmed publishing. The rest of the crate talks in
+//! Everything that knows about RabbitMQ: connecting (over TLS for `amqps://`, see [`tls`]; to
+//! the first live node of a cluster, see [`nodes`]), the header vocabulary, the topology and confirmed publishing. The rest of the crate talks in
 //! envelopes and queues.
 
 pub mod headers;
+pub mod nodes;
 pub mod publish;
 pub mod tls;
 pub mod topology;
@@ -23,11 +24,48 @@ pub use user::user_of;
 /// Opens one connection to the broker `amqp` names, named `name` (shown in the broker's
 /// connection list): plain for `amqp://`, TLS with `amqp.tls` for `amqps://`. The only way any
 /// component connects.
+///
+/// With several nodes in `AMQP_URL` ([`nodes`]) it tries them in turn, starting at the next one
+/// in [`nodes::Rotation`], each within [`CONNECT_TIMEOUT`], and returns the first connection
+/// that opens: a reconnect after a node died reaches a live one.
 pub async fn connect(amqp: &AmqpSettings, name: &str) -> anyhow::Result<Connection> {
+    let context = || format!("connecting to the broker as {name}");
+    let nodes = nodes::nodes(&amqp.url).with_context(context)?;
+    // Every node has the same scheme, so one TLS configuration serves them all (the host name
+    // checked is each node's own).
+    let tls = tls::config(&nodes[0].url, &amqp.tls).with_context(context)?;
+    if let [node] = nodes.as_slice() {
+        return connect_node(&node.url, tls, name)
+            .await
+            .with_context(context);
+    }
+    let start = nodes::Rotation::next(nodes.len());
+    let mut failures = Vec::new();
+    for node in nodes.iter().cycle().skip(start).take(nodes.len()) {
+        match connect_node(&node.url, tls.clone(), name).await {
+            Ok(connection) => return Ok(connection),
+            Err(err) => {
+                tracing::warn!(node = %node.host, error = format!("{err:#}"), "broker node unreachable, trying the next");
+                failures.push(format!("{}: {err:#}", node.host));
+            }
+        }
+    }
+    Err(anyhow::anyhow!(
+        "no node answered ({})",
+        failures.join("; ")
+    ))
+    .with_context(context)
+}
+
+/// One connection to the single node at `url`, within [`CONNECT_TIMEOUT`].
+async fn connect_node(
+    url: &str,
+    tls: Option<lapin::tcp::OwnedTLSConfig>,
+    name: &str,
+) -> anyhow::Result<Connection> {
     let properties = ConnectionProperties::default().with_connection_name(name.into());
-    let url = amqp.url.as_str();
     let connecting = async {
-        let connection = match tls::config(url, &amqp.tls)? {
+        let connection = match tls {
             None => Connection::connect(url, properties).await?,
             Some(tls) => {
                 let runtime = lapin::runtime::default_runtime()?;
@@ -40,10 +78,11 @@ pub async fn connect(amqp: &AmqpSettings, name: &str) -> anyhow::Result<Connecti
         .await
         .map_err(|_| anyhow::anyhow!("no answer within {CONNECT_TIMEOUT:?}"))
         .and_then(|connected| connected)
-        .with_context(|| format!("connecting to the broker as {name}"))
 }
 
-/// A broker that accepts TCP but never answers the handshake must not hang a reconnect loop.
+/// A broker that accepts TCP but never answers the handshake must not hang a reconnect loop;
+/// with several nodes the limit holds per node, so a silent node costs one limit, then the
+/// next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connects, retrying with backoff until it succeeds or shutdown is requested (then `None`).

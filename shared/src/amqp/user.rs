@@ -9,9 +9,13 @@
 use anyhow::anyhow;
 use lapin::uri::AMQPUri;
 
-/// The user `url` authenticates as (lapin's default, `guest`, when the URL names none).
+/// The user `url` authenticates as (lapin's default, `guest`, when the URL names none). A URL
+/// naming several nodes ([`super::nodes`]) states its credentials once, so every node's
+/// connection is the same user and a message's `user_id` does not depend on the node.
 pub fn user_of(url: &str) -> anyhow::Result<String> {
-    let uri: AMQPUri = url
+    let nodes = super::nodes::nodes(url)?;
+    let uri: AMQPUri = nodes[0]
+        .url
         .parse()
         .map_err(|err: String| anyhow!("invalid AMQP URL: {err}"))?;
     Ok(uri.authority.userinfo.username)
@@ -28,6 +32,8 @@ mod tests {
         let encoded = user_of("amqp://ops%2Dteam:pw@localhost/%2f").expect("valid");
         assert_eq!(encoded, "ops-team");
         assert_eq!(user_of("amqp://localhost").expect("valid"), "guest");
+        let cluster = user_of("amqp://relay:pw@h1:5681,h2:5682,h3:5683/saga").expect("valid");
+        assert_eq!(cluster, "relay");
         assert!(user_of("http://nope").is_err());
     }
 }

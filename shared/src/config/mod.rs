@@ -90,7 +90,9 @@ pub const DEFAULT_AMQP_PREFIX: &str = "saga";
 /// How to reach the broker and which names to use there.
 #[derive(Clone, Args)]
 pub struct AmqpSettings {
-    /// The broker (`amqp://user:password@host:5672/vhost`, or `amqps://…:5671/…` for TLS).
+    /// The broker (`amqp://user:password@host:5672/vhost`, or `amqps://…:5671/…` for TLS); the
+    /// nodes of a cluster as several hosts, `amqp://user:password@h1:5672,h2:5672,h3:5672/vhost`
+    /// (each connect reaches the first live one, starting at a different node each time).
     #[arg(id = "amqp_url", value_name = "URL", long = "amqp-url", env = "AMQP_URL", default_value = DEFAULT_AMQP_URL, hide_default_value = true, hide_env_values = true)]
     pub url: String,
     /// First segment of every exchange and queue name, so that tests and tenants sharing one

@@ -168,5 +168,8 @@ mod tests {
         assert!(split_database_url("postgres://h:5432").is_err());
         assert_eq!(redact("postgres://u:pw@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        // An AMQP URL naming several cluster nodes keeps one password, redacted once.
+        let cluster = redact("amqp://u:p@ss,w@h1:5681,h2:5682/saga");
+        assert_eq!(cluster, "amqp://u:***@h1:5681,h2:5682/saga");
     }
 }
