@@ -79,7 +79,7 @@ impl System {
     pub async fn start_at(url: &str) -> Self {
         init_tracing();
         let prefix = format!("t{}", testkit::unique_suffix());
-        Self::start_on(TestAmqp::at(url, &prefix).await, None).await
+        Self::start_on(TestAmqp::at(url, &prefix).await, None, |_| {}).await
     }
 
     /// The system with each service, the monitor and the relay connecting as its own broker
