@@ -140,11 +140,13 @@ async fn the_probed_paths_are_served_and_a_service_is_not_ready_without_its_data
     use actix_web::{App, test, web};
     use shared::http::health::{Readiness, configure};
     // Every service mounts `health::configure` (`shared::service`); nothing listens on port 1.
-    let pool = shared::db::build_pool(&shared::config::DatabaseSettings {
-        url: "postgres://nobody@127.0.0.1:1/nothing".into(),
-        pool_size: 1,
-        pool_timeout: std::time::Duration::from_secs(1),
-    })
+    let pool = shared::db::build_pool(&shared::config::DatabaseSettings::new(
+        "postgres://nobody@127.0.0.1:1/nothing",
+        &shared::config::PoolSettings {
+            pool_size: 1,
+            pool_timeout: std::time::Duration::from_secs(1),
+        },
+    ))
     .unwrap();
     let readiness = Readiness {
         pool,
