@@ -96,14 +96,21 @@ fn every_variable_set_for_our_services_is_documented_in_the_readme() {
 fn urls_point_at_compose_services_and_the_relay_serves_the_four_service_databases() {
     let services = services();
     let ours = ours();
-    for (name, (_, service)) in &ours {
-        for (var, value) in environment(service)
-            .into_iter()
-            .filter(|(_, v)| v.contains("://"))
-        {
-            for url in value.split(',').map(str::trim) {
-                let host = host(url);
-                assert!(services.contains_key(host), "{name} {var} points at {host}");
+    // Alone, and with the `cluster` profile's three nodes named (README, "Docker").
+    let cluster = BTreeMap::from([(
+        "AMQP_NODES",
+        "rabbitmq:5672,rabbitmq-2:5672,rabbitmq-3:5672",
+    )]);
+    for shell in [BTreeMap::new(), cluster] {
+        for (name, (_, service)) in &ours {
+            for (var, value) in environment_with(service, &shell)
+                .into_iter()
+                .filter(|(_, v)| v.contains("://"))
+            {
+                for url in urls(&value) {
+                    let host = host(&url);
+                    assert!(services.contains_key(host), "{name} {var} points at {host}");
+                }
             }
         }
     }

@@ -54,6 +54,36 @@ pub fn command(service: &Value) -> Option<String> {
 
 /// A service's environment, from either the mapping or the `KEY=value` list form.
 pub fn environment(service: &Value) -> BTreeMap<String, String> {
+    environment_with(service, &BTreeMap::new())
+}
+
+/// `service`'s environment as compose interpolates it when the shell sets `shell`:
+/// `${NAME:-default}` is `shell[NAME]` if set, else `default`.
+pub fn environment_with(service: &Value, shell: &BTreeMap<&str, &str>) -> BTreeMap<String, String> {
+    environment_raw(service)
+        .into_iter()
+        .map(|(k, v)| (k, interpolate(&v, shell)))
+        .collect()
+}
+
+fn interpolate(value: &str, shell: &BTreeMap<&str, &str>) -> String {
+    let mut out = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else {
+            break;
+        };
+        let inner = &rest[start + 2..start + end];
+        let (name, default) = inner.split_once(":-").unwrap_or((inner, ""));
+        out.push_str(shell.get(name).copied().unwrap_or(default));
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn environment_raw(service: &Value) -> BTreeMap<String, String> {
     match &service["environment"] {
         Value::Mapping(vars) => vars.iter().map(|(k, v)| (text(k), text(v))).collect(),
         Value::Sequence(vars) => vars
@@ -332,4 +362,19 @@ pub fn copies_into_final_stage(stages: &[Stage]) -> BTreeMap<String, (usize, Str
         }
     }
     copied
+}
+
+/// The URLs in `value`, one per host: a comma-separated list of URLs, where a piece without a
+/// scheme is one more host of the URL before it (an `AMQP_URL` naming a cluster's nodes).
+pub fn urls(value: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for piece in value.split(',').map(str::trim) {
+        if piece.contains("://") {
+            out.push(piece.to_owned());
+        } else if let Some(last) = out.last() {
+            let scheme = last.split_once("://").map_or("amqp", |(scheme, _)| scheme);
+            out.push(format!("{scheme}://{piece}"));
+        }
+    }
+    out
 }
