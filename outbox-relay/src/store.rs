@@ -37,13 +37,20 @@ pub struct PendingRow {
 /// run, and unrelated sagas still go out in parallel (docs/messaging.md, "Order"). Within a
 /// saga, id order is commit order because its events are written one transaction after the
 /// other (the consumers handle a saga's events one at a time; an order's own writes lock it).
-pub async fn claim(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<PendingRow>> {
-    let earlier = diesel::alias!(outbox as earlier);
+///
+/// [`Claim::followed`] says whether a claimed row's saga has a later unpublished row: once this
+/// batch is published, that row is claimable, and no notification will say so.
+pub async fn claim(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Claim> {
+    let (earlier, later) = diesel::alias!(outbox as earlier, outbox as later);
     let earlier_pending = earlier
         .filter(earlier.field(outbox::saga_id).eq(outbox::saga_id))
         .filter(earlier.field(outbox::published_at).is_null())
         .filter(earlier.field(outbox::id).lt(outbox::id));
-    outbox::table
+    let later_pending = later
+        .filter(later.field(outbox::saga_id).eq(outbox::saga_id))
+        .filter(later.field(outbox::published_at).is_null())
+        .filter(later.field(outbox::id).gt(outbox::id));
+    let claimed: Vec<(PendingRow, bool)> = outbox::table
         .filter(outbox::published_at.is_null())
         .filter(
             outbox::next_attempt_at
@@ -59,9 +66,20 @@ pub async fn claim(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<
         .limit(limit)
         .for_update()
         .skip_locked()
-        .select(PendingRow::as_select())
+        .select((PendingRow::as_select(), diesel::dsl::exists(later_pending)))
         .load(conn)
-        .await
+        .await?;
+    let followed = claimed.iter().any(|(_, followed)| *followed);
+    let rows = claimed.into_iter().map(|(row, _)| row).collect();
+    Ok(Claim { rows, followed })
+}
+
+/// What [`claim`] locked.
+#[derive(Debug, Default)]
+pub struct Claim {
+    pub rows: Vec<PendingRow>,
+    /// Some row's saga has a later unpublished row, held back until this batch is published.
+    pub followed: bool,
 }
 
 /// Marks rows the broker confirmed.

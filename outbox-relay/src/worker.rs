@@ -1,6 +1,7 @@
 //! One claim loop for one database: claim a batch, publish it pipelined, await the confirms,
-//! mark what was confirmed, commit. Repeat while full batches come back, then sleep until a
-//! notification or the fallback poll.
+//! mark what was confirmed, commit. Repeat while full batches come back (or a batch released a
+//! saga's next event, which a claim holds back until the one before is published), then sleep
+//! until a notification or the fallback poll.
 //!
 //! A notification wakes ONE idle claimer of the database (or, when all are busy, the next to
 //! finish), and a claimer that brings back a full batch wakes one more to share the backlog.
@@ -44,6 +45,8 @@ pub struct BatchReport {
     pub rejected: usize,
     /// Publishes whose fate is unknown because the channel failed: the broker connection is lost.
     pub unknown: usize,
+    /// A published row's saga has a later row, claimable now.
+    pub unblocked: bool,
 }
 
 /// Runs until `shutdown`, reconnecting to the broker and retrying the database with backoff.
@@ -148,7 +151,9 @@ async fn drain(
         if full {
             target.wake.notify_one();
         }
-        if !full || shutdown.is_triggered() {
+        // A short batch that published a saga's event whose next one waits (claimed one per
+        // saga) is no sign of an empty outbox: go on, the next claim finds that row.
+        if !(full || report.unblocked) || shutdown.is_triggered() {
             if !*retry_pending {
                 return Ok(Drained::Idle { retry_due_in: None });
             }
@@ -172,7 +177,7 @@ pub async fn relay_batch(
     let mut conn = target.pool.get().await?;
     let report = conn
         .transaction(async |tx| -> anyhow::Result<BatchReport> {
-            let rows = store::claim(tx, settings.batch_size).await?;
+            let store::Claim { rows, followed } = store::claim(tx, settings.batch_size).await?;
             if rows.is_empty() {
                 return Ok(BatchReport::default());
             }
@@ -211,6 +216,7 @@ pub async fn relay_batch(
             } else {
                 store::mark_published(tx, &confirmed).await?
             };
+            report.unblocked = followed && report.published > 0;
             Ok(report)
         })
         .await?;

@@ -7,6 +7,8 @@
 mod faults;
 #[path = "relay/lifecycle.rs"]
 mod lifecycle;
+#[path = "relay/order.rs"]
+mod order;
 #[path = "relay/publish.rs"]
 mod publish;
 

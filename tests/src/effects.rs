@@ -142,6 +142,27 @@ pub async fn enqueue_pings(db: &TestDb, first: i64, count: i64) -> Vec<Envelope>
     let envelopes: Vec<Envelope> = (first..first + count)
         .map(|n| Envelope::new(&Ping { n }, Some(n)).expect("envelope"))
         .collect();
+    enqueue(db, &envelopes).await;
+    envelopes
+}
+
+/// Commits `per_saga` pings for each of the sagas `sagas` in one transaction, interleaved (the
+/// first of every saga, then the second of every saga, ...): within a saga the outbox ids rise in
+/// the order of the returned list, which is the commit order.
+pub async fn enqueue_saga_pings(
+    db: &TestDb,
+    sagas: std::ops::Range<i64>,
+    per_saga: i64,
+) -> Vec<Envelope> {
+    let envelopes: Vec<Envelope> = (0..per_saga)
+        .flat_map(|n| sagas.clone().map(move |saga| (n, saga)))
+        .map(|(n, saga)| Envelope::new(&Ping { n }, Some(saga)).expect("envelope"))
+        .collect();
+    enqueue(db, &envelopes).await;
+    envelopes
+}
+
+async fn enqueue(db: &TestDb, envelopes: &[Envelope]) {
     let messages: Vec<OutboxMessage> = envelopes
         .iter()
         .cloned()
@@ -157,7 +178,6 @@ pub async fn enqueue_pings(db: &TestDb, first: i64, count: i64) -> Vec<Envelope>
     })
     .await
     .expect("enqueue pings");
-    envelopes
 }
 
 /// A consumer running in the background, stopped (and drained) by [`RunningConsumer::stop`].
