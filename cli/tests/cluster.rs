@@ -248,27 +248,6 @@ async fn assert_every_order_ended_right(s: &System, shop: Shop, placed: &[(i64, 
     );
 }
 
-/// `sagactl verify` against the system, through the cluster's node list.
-async fn verify(s: &System) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sagactl"))
-        .arg("verify")
-        .env("ORDER_DATABASE_URL", &s.dbs[ORDER].url)
-        .env("PRODUCT_DATABASE_URL", &s.dbs[PRODUCT].url)
-        .env("COUPON_DATABASE_URL", &s.dbs[COUPON].url)
-        .env("BALANCE_DATABASE_URL", &s.dbs[BALANCE].url)
-        .env("AMQP_URL", &s.amqp.url)
-        .env("AMQP_PREFIX", &s.amqp.prefix)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "sagactl verify failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_the_leader_then_a_follower_under_load_loses_no_order() {
     // Declared first, dropped last: the nodes are killed after the system stopped.
@@ -318,7 +297,7 @@ async fn killing_the_leader_then_a_follower_under_load_loses_no_order() {
     );
     s.amqp.reconnect().await;
     s.assert_settled().await;
-    verify(&s).await;
+    s.assert_verify_clean().await;
     eprintln!(
         "{} orders; queues led per node before the follower's kill: {led:?}",
         placed.len()

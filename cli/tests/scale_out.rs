@@ -81,7 +81,7 @@ async fn three_instances_and_two_relays_keep_every_invariant_and_each_sagas_orde
     }
 
     s.assert_settled().await;
-    order::assert_verify_clean(&s).await;
+    s.assert_verify_clean().await;
     let dead = s
         .amqp
         .depth(&s.amqp.topology.dead_letter_queue(audit::NAME))

@@ -11,23 +11,11 @@ use diesel_async::RunQueryDsl;
 use system::{BALANCE, COUPON, ORDER, PRODUCT, System};
 
 async fn verify(s: &System) -> Output {
-    verify_with(s, &[]).await
+    s.sagactl_verify(&[]).await
 }
 
 async fn verify_with(s: &System, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_sagactl"))
-        .arg("verify")
-        .args(args)
-        .env("ORDER_DATABASE_URL", &s.dbs[ORDER].url)
-        .env("PRODUCT_DATABASE_URL", &s.dbs[PRODUCT].url)
-        .env("COUPON_DATABASE_URL", &s.dbs[COUPON].url)
-        .env("BALANCE_DATABASE_URL", &s.dbs[BALANCE].url)
-        .env("AMQP_URL", &s.amqp.url)
-        .env("AMQP_PREFIX", &s.amqp.prefix)
-        .env("RUST_LOG", "debug")
-        .output()
-        .await
-        .unwrap()
+    s.sagactl_verify(args).await
 }
 
 async fn sql(s: &System, service: &str, statement: &str) {

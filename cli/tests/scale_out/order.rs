@@ -167,24 +167,3 @@ pub async fn assert_monitor_ended_every_saga(s: &System, ids: &[i64], state: &st
     )
     .await;
 }
-
-/// `sagactl verify` on the system passes.
-pub async fn assert_verify_clean(s: &System) {
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sagactl"))
-        .arg("verify")
-        .env("ORDER_DATABASE_URL", &s.dbs[ORDER].url)
-        .env("PRODUCT_DATABASE_URL", &s.dbs[PRODUCT].url)
-        .env("COUPON_DATABASE_URL", &s.dbs[COUPON].url)
-        .env("BALANCE_DATABASE_URL", &s.dbs[BALANCE].url)
-        .env("AMQP_URL", &s.amqp.url)
-        .env("AMQP_PREFIX", &s.amqp.prefix)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "sagactl verify: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-}

@@ -284,3 +284,33 @@ impl System {
         }
     }
 }
+
+impl System {
+    /// `sagactl verify` with `args` against this system's databases and broker prefix.
+    pub async fn sagactl_verify(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_sagactl"))
+            .arg("verify")
+            .args(args)
+            .env("ORDER_DATABASE_URL", &self.dbs[ORDER].url)
+            .env("PRODUCT_DATABASE_URL", &self.dbs[PRODUCT].url)
+            .env("COUPON_DATABASE_URL", &self.dbs[COUPON].url)
+            .env("BALANCE_DATABASE_URL", &self.dbs[BALANCE].url)
+            .env("AMQP_URL", &self.amqp.url)
+            .env("AMQP_PREFIX", &self.amqp.prefix)
+            .env("RUST_LOG", "debug")
+            .output()
+            .await
+            .unwrap()
+    }
+
+    /// `sagactl verify` passes.
+    pub async fn assert_verify_clean(&self) {
+        let output = self.sagactl_verify(&[]).await;
+        assert!(
+            output.status.success(),
+            "sagactl verify: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
