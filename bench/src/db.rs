@@ -96,6 +96,15 @@ impl Server {
         .await
     }
 
+    /// The server's `max_connections`.
+    pub async fn max_connections(&self) -> anyhow::Result<u64> {
+        let text = self
+            .one("SELECT setting AS value FROM pg_settings WHERE name = 'max_connections'")
+            .await?;
+        text.parse()
+            .with_context(|| format!("max_connections {text:?} is not a number"))
+    }
+
     async fn one(&self, sql: &str) -> anyhow::Result<String> {
         let row: One = diesel::sql_query(sql)
             .get_result(&mut self.admin().await?)

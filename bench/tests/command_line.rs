@@ -26,3 +26,21 @@ fn an_old_duration_knob_is_refused_naming_its_replacement() {
         "{stderr}"
     );
 }
+
+#[test]
+fn saga_bench_refuses_instances_that_are_not_a_positive_count() {
+    for (value, expected) in [
+        ("0", "SAGA_BENCH_INSTANCES must be at least 1"),
+        ("two", "SAGA_BENCH_INSTANCES=\"two\""),
+        ("-1", "SAGA_BENCH_INSTANCES=\"-1\""),
+    ] {
+        let output = testkit::binary::run_expecting_exit(
+            env!("CARGO_BIN_EXE_saga-bench"),
+            &[],
+            &[("SAGA_BENCH_INSTANCES", value)],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{value}: {stderr}");
+        assert!(stderr.contains(expected), "{value}: {stderr}");
+    }
+}

@@ -42,6 +42,8 @@ impl SystemKind {
 pub struct SagaParams {
     /// `SAGA_BENCH_SYSTEMS`
     pub systems: Vec<SystemKind>,
+    /// `SAGA_BENCH_INSTANCES`: processes of each service of the distributed system.
+    pub instances: usize,
     /// `SAGA_BENCH_STEP`
     pub step: Duration,
     /// `SAGA_BENCH_LATENCY`
@@ -93,6 +95,7 @@ impl SagaParams {
             .collect::<anyhow::Result<Vec<_>>>()?;
         let params = Self {
             systems,
+            instances: knobs.parse("SAGA_BENCH_INSTANCES", 1)?,
             step: knobs.duration("SAGA_BENCH_STEP", "60s")?,
             latency_run: knobs.duration("SAGA_BENCH_LATENCY", "60s")?,
             low_rate: knobs.parse("SAGA_BENCH_LOW_RATE", 50.0)?,
@@ -125,6 +128,7 @@ impl SagaParams {
         if self.systems.is_empty() {
             bail!("SAGA_BENCH_SYSTEMS names no system");
         }
+        at_least_one(&[self.instances as u64], "SAGA_BENCH_INSTANCES")?;
         at_least_one(
             &[self.step.as_secs(), self.latency_run.as_secs()],
             "SAGA_BENCH_STEP and SAGA_BENCH_LATENCY (at least 1s)",

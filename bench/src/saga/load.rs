@@ -85,21 +85,12 @@ impl Driver {
         let backlog = Arc::new(Mutex::new(Vec::new()));
         let cpu_start = CpuSample::take(pids);
         let start = Instant::now();
-        let sampler = {
-            let (in_flight, backlog) = (in_flight.clone(), backlog.clone());
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval_at(
-                    tokio::time::Instant::from_std(start) + Duration::from_secs(1),
-                    Duration::from_secs(1),
-                );
-                loop {
-                    tick.tick().await;
-                    if let Ok(mut samples) = backlog.lock() {
-                        samples.push(in_flight.load(Ordering::SeqCst));
-                    }
-                }
-            })
-        };
+        let sampler = sample_backlog(start, in_flight.clone(), backlog.clone());
+        let orders = &self.urls.orders;
+        anyhow::ensure!(
+            !orders.is_empty(),
+            "no order-service instance to place orders on"
+        );
         let mut sagas = JoinSet::new();
         for (index, body) in plans.into_iter().enumerate() {
             let due = Duration::from_secs_f64(index as f64 / rate);
@@ -108,7 +99,8 @@ impl Driver {
             in_flight.fetch_add(1, Ordering::SeqCst);
             let saga = Saga {
                 client: self.client.clone(),
-                order_url: self.urls.order.clone(),
+                // Round robin over the order instances; a saga stays on the one it started on.
+                order_url: orders[index % orders.len()].clone(),
                 wait_ms: self.wait_ms,
                 give_up: self.give_up,
                 start,
@@ -146,6 +138,26 @@ impl Driver {
         };
         Ok((run, at_end))
     }
+}
+
+/// Records the unfinished sagas into `backlog` once a second from `start`, until aborted.
+fn sample_backlog(
+    start: Instant,
+    in_flight: Arc<AtomicI64>,
+    backlog: Arc<Mutex<Vec<i64>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::from_std(start) + Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
+        loop {
+            tick.tick().await;
+            if let Ok(mut samples) = backlog.lock() {
+                samples.push(in_flight.load(Ordering::SeqCst));
+            }
+        }
+    })
 }
 
 /// What one saga task needs.

@@ -20,7 +20,7 @@ mod system;
 
 use anyhow::Context;
 use bench::machine::Machine;
-use bench::params::SagaParams;
+use bench::params::{SagaParams, SystemKind};
 use bench::report::{self, Header};
 
 use crate::results::SagaResults;
@@ -36,6 +36,9 @@ async fn main() -> anyhow::Result<()> {
     let machine = Machine::probe(&params.common.server)
         .await
         .context("asking PostgreSQL (BENCH_PG_URL)")?;
+    if params.systems.contains(&SystemKind::Distributed) {
+        system::check_connection_budget(&params).await?;
+    }
     // Ctrl-C or SIGTERM ends the run, but only after the system is stopped and removed.
     let mut stop = shared::shutdown::Shutdown::from_os_signals();
     let mut systems = Vec::new();

@@ -19,6 +19,14 @@ pub struct SagaResults {
     pub systems: Vec<Measured>,
 }
 
+/// The system's name, with its instances per service when there are several.
+fn label(m: &Measured) -> String {
+    match m.instances {
+        1 => m.kind.label().to_owned(),
+        n => format!("{}, {n} instances", m.kind.label()),
+    }
+}
+
 fn latency(probe: &Probe) -> String {
     let f = &probe.figures;
     format!("{:.1} / {:.1} / {:.1} ms", ms(f.p50), ms(f.p95), ms(f.p99))
@@ -82,8 +90,9 @@ impl Results for SagaResults {
     }
 
     fn summary(&self) -> Vec<Table> {
+        let labels: Vec<String> = self.systems.iter().map(label).collect();
         let mut columns = vec!["measure"];
-        columns.extend(self.systems.iter().map(|m| m.kind.label()));
+        columns.extend(labels.iter().map(String::as_str));
         columns.push("target (distributed)");
         let mut table = Table::new(None, &columns);
         let sustained = |m: &Measured| match &m.max {
@@ -185,12 +194,23 @@ fn system_section(measured: &Measured) -> Section {
             },
         ]);
     }
+    let mut notes = Vec::new();
+    if measured.kind == Kind::Distributed {
+        let processes = match measured.instances {
+            1 => "1 process".to_owned(),
+            n => format!("{n} processes"),
+        };
+        notes.push(format!(
+            "{processes} of each service (order, product, coupon, balance, monitor), one relay"
+        ));
+    }
+    notes.push(format!(
+        "at the end: {} unpublished outbox rows, {} dead letters",
+        measured.unpublished, measured.dead_letters
+    ));
     Section {
-        heading: measured.kind.label().into(),
+        heading: label(measured),
         tables: vec![cpu_table("CPU, % of one core", &cpu_runs), runs],
-        notes: vec![format!(
-            "at the end: {} unpublished outbox rows, {} dead letters",
-            measured.unpublished, measured.dead_letters
-        )],
+        notes,
     }
 }

@@ -29,6 +29,10 @@ pub struct Probe {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measured {
     pub kind: Kind,
+    /// Processes of each service: `SAGA_BENCH_INSTANCES` for the distributed system (its relay
+    /// is always one), 1 for the monolith. Results written before the knob ran one.
+    #[serde(default = "one")]
+    pub instances: usize,
     pub processes: Vec<String>,
     /// Every probe of the search, in order.
     pub probes: Vec<Probe>,
@@ -39,6 +43,10 @@ pub struct Measured {
     /// After everything: unpublished outbox rows and dead letters (both must be 0).
     pub unpublished: i64,
     pub dead_letters: u64,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// A system under load, with what loading it needs.
@@ -91,8 +99,13 @@ pub async fn measure(system: &mut System, params: &SagaParams) -> anyhow::Result
     };
     let unpublished = session.system.unpublished().await?;
     let (_, dead_letters) = session.system.queued().await?;
+    let kind = session.system.kind;
     Ok(Measured {
-        kind: session.system.kind,
+        kind,
+        instances: match kind {
+            Kind::Distributed => params.instances,
+            Kind::Monolith => 1,
+        },
         processes: pids.into_iter().map(|(name, _)| name).collect(),
         probes,
         max: best,

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use bench::params::{SagaParams, SystemKind as Kind};
 use bench::process::{self, Logs, Process, free_port};
+use outbox_relay::RelaySettings;
 use shared::amqp::{QueueSpec, Topology};
-use shared::config::ConsumerSettings;
+use shared::config::{ConsumerSettings, PoolSettings};
 
 /// The consumers of the distributed system, in start order (the relay comes last).
 const SERVICES: [&str; 5] = ["order", "product", "coupon", "balance", "monitor"];
@@ -20,7 +21,8 @@ const STOP_GRACE: Duration = Duration::from_secs(20);
 /// Where the load generator sends each kind of request.
 #[derive(Debug, Clone, Default)]
 pub struct Urls {
-    pub order: String,
+    /// Every order-service instance: orders are placed on them round robin.
+    pub orders: Vec<String>,
     pub product: String,
     pub coupon: String,
     pub balance: String,
@@ -64,23 +66,15 @@ impl System {
     }
 
     async fn start_distributed(&mut self, suffix: &str) -> anyhow::Result<()> {
-        let mut urls = Vec::new();
-        for name in SERVICES {
-            let port = free_port()?;
-            let upper = name.to_uppercase();
-            let database = self.database(&format!("sagabench_{suffix}_{name}"));
-            let env = vec![
-                (format!("{upper}_DATABASE_URL"), database),
-                (format!("{upper}_PORT"), port.to_string()),
-            ];
-            self.spawn(name, &format!("{name}-service"), env)?;
-            urls.push(format!("http://127.0.0.1:{port}"));
-        }
-        for url in &urls {
+        let mut ports = Vec::new();
+        let urls = self.spawn_services(suffix, &mut ports)?;
+        // Every instance of every service is started before any is waited for, so that the
+        // broker spreads the single-active-consumer partitions over instances started together.
+        for url in urls.iter().flatten() {
             self.wait_ready(&format!("{url}/ready")).await?;
         }
         // The relay once the services have created and migrated their databases.
-        let relay_port = free_port()?;
+        let relay_port = distinct_port(&mut ports)?;
         let databases = self.databases[..4]
             .iter()
             .map(|name| self.params.common.server.database(name).url)
@@ -93,15 +87,54 @@ impl System {
         self.spawn("relay", "outbox-relay", env)?;
         self.wait_ready(&format!("http://127.0.0.1:{relay_port}/health"))
             .await?;
-        let [order, product, coupon, balance, _monitor] =
-            <[String; 5]>::try_from(urls).map_err(|_| anyhow::anyhow!("one URL per service"))?;
+        let [orders, product, coupon, balance, _monitor] = <[Vec<String>; 5]>::try_from(urls)
+            .map_err(|_| anyhow::anyhow!("one list of URLs per service"))?;
+        // Setup requests go to a service's first instance; orders to every order instance.
+        let first = |urls: Vec<String>| {
+            urls.into_iter()
+                .next()
+                .ok_or_else(|| anyhow::anyhow!("a service without an instance"))
+        };
         self.urls = Urls {
-            order,
-            product,
-            coupon,
-            balance,
+            product: first(product)?,
+            coupon: first(coupon)?,
+            balance: first(balance)?,
+            orders,
         };
         Ok(())
+    }
+
+    /// Starts `SAGA_BENCH_INSTANCES` processes of each service, every instance of a service
+    /// with the same environment (its database, the AMQP prefix) but its own port; returns
+    /// their base URLs, per service in [`SERVICES`] order.
+    fn spawn_services(
+        &mut self,
+        suffix: &str,
+        ports: &mut Vec<u16>,
+    ) -> anyhow::Result<Vec<Vec<String>>> {
+        let instances = self.params.instances;
+        let mut urls = Vec::new();
+        for name in SERVICES {
+            let upper = name.to_uppercase();
+            let database = self.database(&format!("sagabench_{suffix}_{name}"));
+            let mut service = Vec::new();
+            for instance in 1..=instances {
+                let port = distinct_port(ports)?;
+                let env = vec![
+                    (format!("{upper}_DATABASE_URL"), database.clone()),
+                    (format!("{upper}_PORT"), port.to_string()),
+                ];
+                // One instance keeps the plain name, as in the results before the knob.
+                let process = match instances {
+                    1 => name.to_owned(),
+                    _ => format!("{name}-{instance}"),
+                };
+                self.spawn(&process, &format!("{name}-service"), env)?;
+                service.push(format!("http://127.0.0.1:{port}"));
+            }
+            urls.push(service);
+        }
+        Ok(urls)
     }
 
     async fn start_monolith(&mut self, suffix: &str) -> anyhow::Result<()> {
@@ -115,7 +148,7 @@ impl System {
         let url = format!("http://127.0.0.1:{port}");
         self.wait_ready(&format!("{url}/ready")).await?;
         self.urls = Urls {
-            order: url.clone(),
+            orders: vec![url.clone()],
             product: url.clone(),
             coupon: url.clone(),
             balance: url,
@@ -258,5 +291,58 @@ impl System {
         }
         operator.close().await;
         Ok((waiting, dead))
+    }
+}
+
+/// Refuses to start more instances than the server's `max_connections` can hold at full load,
+/// by the README's connection budget: each service instance's pool, the order instances' LISTEN
+/// sessions, and per relayed database the relay's claimers, the connection its cleanup and
+/// gauge share, and its LISTEN session. Checked before any system starts.
+pub async fn check_connection_budget(params: &SagaParams) -> anyhow::Result<()> {
+    let pool = shared::config::from_env::<PoolSettings>()?.pool_size as u64;
+    let claimers = shared::config::from_env::<RelaySettings>()?.claimers as u64;
+    let instances = params.instances as u64;
+    let budget = connection_budget(instances, pool, claimers);
+    let max = params.common.server.max_connections().await?;
+    if budget > max {
+        bail!(
+            "SAGA_BENCH_INSTANCES={instances} with DB_POOL_SIZE={pool} and \
+             RELAY_CLAIMERS={claimers} may open {budget} PostgreSQL connections, more than the \
+             server's max_connections={max}: lower DB_POOL_SIZE or SAGA_BENCH_INSTANCES \
+             (README, \"Connection budget\")"
+        );
+    }
+    Ok(())
+}
+
+/// A port the kernel reports free and not already handed to another process of this system
+/// (recorded in `taken`): the processes bind theirs only once started.
+fn distinct_port(taken: &mut Vec<u16>) -> anyhow::Result<u16> {
+    for _ in 0..100 {
+        let port = free_port()?;
+        if !taken.contains(&port) {
+            taken.push(port);
+            return Ok(port);
+        }
+    }
+    bail!("no free port that is not already taken")
+}
+
+/// The README's connection budget for `instances` of each service with pools of `pool`, and one
+/// relay with `claimers` on the four databases that write events.
+fn connection_budget(instances: u64, pool: u64, claimers: u64) -> u64 {
+    instances * (SERVICES.len() as u64 * pool + 1) + 4 * (claimers + 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connection_budget;
+
+    #[test]
+    fn the_connection_budget_is_the_readme_formula_with_one_relay() {
+        // README, "Connection budget": 47 for one instance of everything with the defaults.
+        assert_eq!(connection_budget(1, 6, 2), 47);
+        assert_eq!(connection_budget(3, 6, 2), 3 * 31 + 16);
+        assert_eq!(connection_budget(3, 4, 2), 79);
     }
 }
