@@ -66,6 +66,7 @@ pub async fn run(settings: RelaySettings, shutdown: Shutdown) -> anyhow::Result<
             url: url.clone(),
             pool,
             wake: tokio::sync::Notify::new(),
+            notified: std::sync::atomic::AtomicU64::new(0),
         });
         tasks.spawn(listener::run(
             target.clone(),

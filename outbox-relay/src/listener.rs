@@ -26,6 +26,9 @@ pub async fn run(target: Arc<Target>, url: String, health_interval: Duration, sh
         if signal == Signal::Reconnected {
             tracing::debug!(database = %target.name, "outbox listener connected");
         }
+        target
+            .notified
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         target.wake.notify_one();
     }
     let _ = listener.await;

@@ -35,6 +35,9 @@ pub struct Target {
     /// backlog. A wake-up with nobody waiting is kept for the next claimer to wait, so none is
     /// lost while all are busy.
     pub wake: Notify,
+    /// Notifications received so far: a claimer compares it across its batch to learn that a
+    /// commit came in meanwhile (see [`BatchReport::unblocked`]).
+    pub notified: std::sync::atomic::AtomicU64,
 }
 
 /// What one batch did.
@@ -45,8 +48,12 @@ pub struct BatchReport {
     pub rejected: usize,
     /// Publishes whose fate is unknown because the channel failed: the broker connection is lost.
     pub unknown: usize,
-    /// A published row's saga has a later row, claimable now.
+    /// The batch published a saga's row and that saga may have a later row, claimable only
+    /// now: the claim saw one, or a commit was notified while the batch was in flight (its
+    /// claim then skipped the new row, whose predecessor was still unpublished).
     pub unblocked: bool,
+    /// Some confirmed row had a saga.
+    pub saga_published: bool,
 }
 
 /// Runs until `shutdown`, reconnecting to the broker and retrying the database with backoff.
@@ -174,6 +181,7 @@ pub async fn relay_batch(
     publisher: &Publisher,
 ) -> anyhow::Result<BatchReport> {
     let started = Instant::now();
+    let notified = target.notified.load(std::sync::atomic::Ordering::SeqCst);
     let mut conn = target.pool.get().await?;
     let report = conn
         .transaction(async |tx| -> anyhow::Result<BatchReport> {
@@ -216,10 +224,20 @@ pub async fn relay_batch(
             } else {
                 store::mark_published(tx, &confirmed).await?
             };
-            report.unblocked = followed && report.published > 0;
+            let saga_published =
+                rows.iter().any(|row| row.saga_id.is_some()) && !confirmed.is_empty();
+            report.unblocked = saga_published && followed;
+            report.saga_published = saga_published;
             Ok(report)
         })
         .await?;
+    // Read after the commit: a row notified later finds this batch published when its claimer
+    // looks; one notified before may have been skipped by that claimer, so look again here.
+    let notified_since = target.notified.load(std::sync::atomic::Ordering::SeqCst) != notified;
+    let report = BatchReport {
+        unblocked: report.unblocked || (report.saga_published && notified_since),
+        ..report
+    };
     if report.claimed > 0 {
         let database = target.name.clone();
         metrics::counter!("relay_published_total", SERVICE => NAME, "database" => database.clone())

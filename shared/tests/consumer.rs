@@ -152,6 +152,32 @@ async fn a_handler_failing_transiently_then_succeeding_has_one_effect() {
 }
 
 #[tokio::test]
+async fn a_handler_that_panics_ends_the_session_and_its_message_is_applied_once_after() {
+    let setup = setup(Behaviour::PanicFirst(1), fast_consumer_settings()).await;
+    publish_envelope(
+        &setup.amqp,
+        &Envelope::new(&Ping { n: 5 }, Some(5)).unwrap(),
+    )
+    .await;
+
+    let consumer = start(&setup);
+    wait_for_effects(&setup.db, 1).await;
+    // The lane survived in a new session: later messages of every saga are still handled.
+    for n in 6..10 {
+        let envelope = Envelope::new(&Ping { n }, Some(n)).unwrap();
+        publish_envelope(&setup.amqp, &envelope).await;
+    }
+    wait_for_effects(&setup.db, 5).await;
+    consumer.stop().await;
+    assert_eq!(
+        setup.recorder.calls(),
+        6,
+        "the panicked attempt, then one each"
+    );
+    assert_eq!(depths(&setup).await.1, 0, "none dead-lettered");
+}
+
+#[tokio::test]
 async fn a_handler_that_always_fails_is_dead_lettered_after_the_configured_attempts() {
     let setup = setup(Behaviour::AlwaysFail, fast_consumer_settings()).await;
     let envelope = Envelope::new(&Ping { n: 9 }, Some(9)).unwrap();

@@ -87,6 +87,8 @@ pub enum Behaviour {
     FailFirst(u32),
     /// Always fails transiently.
     AlwaysFail,
+    /// Panics on the first `n` calls (after writing its effect), then succeeds.
+    PanicFirst(u32),
 }
 
 /// Inserts one `effects` row per handled ping; counts its calls.
@@ -131,6 +133,7 @@ impl EventHandler<Ping> for Recorder {
             Behaviour::AlwaysFail => Err(HandlerError::transient(anyhow::anyhow!(
                 "induced failure {call}"
             ))),
+            Behaviour::PanicFirst(n) if call <= n => panic!("induced panic {call}"),
             _ => Ok(()),
         }
     }

@@ -137,13 +137,13 @@ pub struct ConsumerSettings {
     )]
     pub prefetch: u16,
     /// Lanes: batches of deliveries handled at the same time (each holds one database
-    /// connection). All deliveries of one saga go through the same lane, one batch after the
+    /// connection while it works: keep it below DB_POOL_SIZE, which HTTP and timers share). All deliveries of one saga go through the same lane, one batch after the
     /// other, so a saga's events are never handled concurrently within an instance.
     #[arg(
         id = "consumer_concurrency",
         long = "consumer-concurrency",
         env = "CONSUMER_CONCURRENCY",
-        default_value_t = 8
+        default_value_t = 4
     )]
     pub concurrency: usize,
     /// Handling attempts before a transiently failing message is dead-lettered (1 = no retry).
@@ -200,7 +200,7 @@ impl Default for ConsumerSettings {
     fn default() -> Self {
         Self {
             prefetch: 64,
-            concurrency: 8,
+            concurrency: 4,
             max_attempts: 5,
             retry_delays: [1, 5, 30, 120].map(Duration::from_secs).to_vec(),
             partitions: crate::amqp::DEFAULT_PARTITIONS,

@@ -5,9 +5,11 @@
 //! instances: [`crate::amqp::Topology`]).
 
 use std::hash::{Hash, Hasher};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use futures_util::FutureExt;
 use lapin::Channel;
 use lapin::message::Delivery;
 use tokio::sync::{Notify, mpsc};
@@ -27,6 +29,8 @@ pub(super) struct Lanes {
     stopping: Arc<AtomicBool>,
     /// Spreads deliveries without a saga id.
     next: usize,
+    /// Ends the session: a lane is gone.
+    broken: Arc<Notify>,
 }
 
 impl Lanes {
@@ -56,12 +60,14 @@ impl Lanes {
             tasks,
             stopping,
             next: 0,
+            broken: broken.clone(),
         }
     }
 
     /// Queues `delivery` on its saga's lane. Unbounded, but never more than the prefetch of the
-    /// session's consumers is outstanding. A lane that stopped (its channel broke) drops it: the
-    /// broker redelivers it once the session is over.
+    /// session's consumers is outstanding. A lane that stopped (its channel broke, or it
+    /// panicked) drops it and ends the session: the broker redelivers it once the session is
+    /// over, and no saga waits forever behind a dead lane.
     pub(super) fn dispatch(&mut self, delivery: Delivery) {
         let headers = delivery.properties.headers().as_ref();
         let index = match amqp::headers::get_i64(headers, amqp::headers::SAGA_ID) {
@@ -71,7 +77,9 @@ impl Lanes {
                 self.next % self.senders.len()
             }
         };
-        let _ = self.senders[index].send(delivery);
+        if self.senders[index].send(delivery).is_err() {
+            self.broken.notify_one();
+        }
     }
 
     /// Lets every lane finish the batch it is handling, drops what waits, and returns when all
@@ -121,15 +129,22 @@ impl Lane {
                     tracing::info_span!("consume_batch", queue = %self.ctx.queue, size = batch.len())
                 }
             };
-            let outcome = process::process(&self.ctx, &self.publisher, batch)
-                .instrument(span)
-                .await;
-            if let Err(ChannelBroken(reason)) = outcome {
-                tracing::warn!(%reason, queue = %self.ctx.queue,
-                    "message left unacked; it will be redelivered");
-                self.broken.notify_one();
-                return;
-            }
+            // A panic (a handler's, a library's) must not end the lane silently: its sagas
+            // would wait forever. The session ends instead and the broker redelivers.
+            let handled = AssertUnwindSafe(
+                process::process(&self.ctx, &self.publisher, batch).instrument(span),
+            )
+            .catch_unwind()
+            .await;
+            let reason = match handled {
+                Ok(Ok(())) => continue,
+                Ok(Err(ChannelBroken(reason))) => reason,
+                Err(_) => "a handler panicked".to_owned(),
+            };
+            tracing::warn!(%reason, queue = %self.ctx.queue,
+                "message left unacked; it will be redelivered");
+            self.broken.notify_one();
+            return;
         }
     }
 }

@@ -24,11 +24,16 @@ pub(super) enum SessionEnd {
 }
 
 /// An open session: its channels, its deliveries (every partition's, merged) and its lanes.
+/// One partition's deliveries, then `None` once the broker ends its stream (a `basic.cancel`,
+/// e.g. the queue was deleted): a merged stream would otherwise drop it and go on without it.
+type Partition = futures_util::stream::BoxStream<'static, Option<lapin::Result<Delivery>>>;
+
 struct Session {
     channel: Channel,
     /// Publishes retry and dead-letter copies, with confirms.
     publisher: Channel,
-    deliveries: SelectAll<lapin::Consumer>,
+    /// Every partition's deliveries; `None` when one partition's stream ended.
+    deliveries: SelectAll<Partition>,
     lanes: Lanes,
     /// Notified by a lane whose channel failed while settling.
     broken: std::sync::Arc<Notify>,
@@ -60,13 +65,19 @@ impl Consumer {
             .create_channel()
             .await
             .context("opening channel")?;
+        let spec = self.queue_spec();
+        // The limit applies per consumer (quorum queues take no channel-wide one): the
+        // partitions share CONSUMER_PREFETCH.
+        let per_partition = (ctx.settings.prefetch / spec.partitions.max(1)).max(1);
         channel
-            .basic_qos(ctx.settings.prefetch, BasicQosOptions::default())
+            .basic_qos(per_partition, BasicQosOptions::default())
             .await
             .context("setting prefetch")?;
         let publisher = amqp::publish::confirm_channel(connection).await?;
         ctx.topology.ensure_exchanges(connection).await?;
-        let spec = self.queue_spec();
+        ctx.topology
+            .refuse_extra_partitions(connection, &spec)
+            .await?;
         ctx.topology.declare_queue(&channel, &spec).await?;
 
         let mut deliveries = SelectAll::new();
@@ -81,7 +92,8 @@ impl Consumer {
                 )
                 .await
                 .with_context(|| format!("consuming {partition}"))?;
-            deliveries.push(consumer);
+            let ended = futures_util::stream::once(async { None });
+            deliveries.push(consumer.map(Some).chain(ended).boxed());
         }
         let broken = std::sync::Arc::new(Notify::new());
         let lanes = Lanes::start(&self.ctx, &publisher, &broken, ctx.settings.concurrency);
@@ -107,7 +119,7 @@ impl Consumer {
                 _ = session.broken.notified() => {
                     return Err(anyhow!("a channel failed while settling"))
                 }
-                next = session.deliveries.next() => received(next)?,
+                next = session.deliveries.next() => received(next.flatten())?,
             };
             session.lanes.dispatch(delivery);
         }

@@ -134,8 +134,10 @@ pub fn parse(queue: &str, properties: &lapin::BasicProperties, data: &[u8]) -> D
     // The broker's own dead-lettering (delivery limit) leaves x-death instead of our headers.
     let reason =
         headers::get_str(table, headers::DEAD_LETTER_REASON).or_else(|| x_death(table, "reason"));
-    let original_queue =
-        headers::get_str(table, headers::ORIGINAL_QUEUE).or_else(|| x_death(table, "queue"));
+    // x-death names the partition the broker dead-lettered from; a replay goes to its consumer.
+    let original_queue = headers::get_str(table, headers::ORIGINAL_QUEUE).or_else(|| {
+        x_death(table, "queue").map(|queue| crate::amqp::Topology::consumer_of(&queue).to_owned())
+    });
     DeadLetter {
         queue: queue.to_owned(),
         event_id: properties

@@ -144,9 +144,24 @@ impl Topology {
         format!("{}.{consumer}.in", self.prefix)
     }
 
-    /// The consistent-hash exchange `queue` (a name from [`Self::queue`]) is fed through.
+    /// The consistent-hash exchange `queue` (a name from [`Self::queue`], or one of its
+    /// partitions) is fed through.
     pub fn inbound_exchange_of(queue: &str) -> String {
-        format!("{queue}.in")
+        format!("{}.in", Self::consumer_of(queue))
+    }
+
+    /// The consumer as a whole (`{p}.{c}`) that `queue` belongs to: `queue` itself, or the
+    /// consumer of a partition `{p}.{c}.p{i}` (the queue the broker names in `x-death` when it
+    /// dead-letters a message past the delivery limit).
+    pub fn consumer_of(queue: &str) -> &str {
+        match queue.rsplit_once(".p") {
+            Some((consumer, index))
+                if !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                consumer
+            }
+            _ => queue,
+        }
     }
 
     /// Partition `index` of `consumer`.
@@ -201,6 +216,28 @@ impl Topology {
     /// Declares `spec`'s exchanges (inbound, retry), partition queues, dead-letter queue and
     /// delay queues, with their bindings. The shared exchanges must exist
     /// ([`Self::ensure_exchanges`]).
+    /// Refuses `spec` when the broker holds a partition beyond its count (`p{partitions}`):
+    /// another instance runs with more partitions, or the count was lowered without removing
+    /// the extra ones. That partition stays in the hash ring and would take its share of the
+    /// sagas with nobody consuming it (docs/messaging.md, "Ordering").
+    pub async fn refuse_extra_partitions(
+        &self,
+        connection: &Connection,
+        spec: &QueueSpec,
+    ) -> anyhow::Result<()> {
+        let extra = self.partition_queue(&spec.consumer, spec.partitions.max(1));
+        if declare::queue_exists(connection, &extra).await? {
+            anyhow::bail!(
+                "the broker has partition {extra} beyond CONSUMER_PARTITIONS={}: every instance \
+                 of {} must run the same count; to lower it, drain the consumer, then delete \
+                 the partitions from {extra} up",
+                spec.partitions,
+                spec.consumer
+            );
+        }
+        Ok(())
+    }
+
     pub async fn declare_queue(&self, channel: &Channel, spec: &QueueSpec) -> anyhow::Result<()> {
         let whole = self.queue(&spec.consumer);
         let inbound = self.inbound_exchange(&spec.consumer);
@@ -275,5 +312,28 @@ impl Topology {
             delete_exchange(channel, &name).await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partition_belongs_to_its_consumer_and_replays_through_its_hash_exchange() {
+        assert_eq!(Topology::consumer_of("saga.order.p2"), "saga.order");
+        assert_eq!(Topology::consumer_of("saga.order.p17"), "saga.order");
+        assert_eq!(Topology::consumer_of("saga.order"), "saga.order");
+        // A consumer whose own name looks like a partition suffix stays whole.
+        assert_eq!(Topology::consumer_of("saga.payments"), "saga.payments");
+        assert_eq!(Topology::consumer_of("saga.order.p"), "saga.order.p");
+        assert_eq!(
+            Topology::inbound_exchange_of("saga.order.p2"),
+            "saga.order.in"
+        );
+        assert_eq!(
+            Topology::inbound_exchange_of("saga.coupon"),
+            "saga.coupon.in"
+        );
     }
 }
