@@ -75,9 +75,6 @@ impl Consumer {
             .context("setting prefetch")?;
         let publisher = amqp::publish::confirm_channel(connection).await?;
         ctx.topology.ensure_exchanges(connection).await?;
-        ctx.topology
-            .refuse_extra_partitions(connection, &spec)
-            .await?;
         ctx.topology.declare_queue(&channel, &spec).await?;
 
         let mut deliveries = SelectAll::new();

@@ -44,28 +44,6 @@ pub(super) async fn ensure_exchange(
     Ok(())
 }
 
-/// Whether the queue `name` exists, looked up passively on a channel of its own (a failed
-/// lookup closes its channel). A lookup that fails for another reason than absence counts as
-/// absent: the caller only refuses what it positively found.
-pub(super) async fn queue_exists(connection: &Connection, name: &str) -> anyhow::Result<bool> {
-    let channel = connection
-        .create_channel()
-        .await
-        .context("opening channel")?;
-    let passive = QueueDeclareOptions {
-        passive: true,
-        ..QueueDeclareOptions::default()
-    };
-    let found = channel
-        .queue_declare(short(name)?, passive, FieldTable::default())
-        .await
-        .is_ok();
-    if found {
-        let _ = channel.close(200, "queue found".into()).await;
-    }
-    Ok(found)
-}
-
 pub(super) async fn declare_exchange(
     channel: &Channel,
     name: &str,

@@ -216,28 +216,6 @@ impl Topology {
     /// Declares `spec`'s exchanges (inbound, retry), partition queues, dead-letter queue and
     /// delay queues, with their bindings. The shared exchanges must exist
     /// ([`Self::ensure_exchanges`]).
-    /// Refuses `spec` when the broker holds a partition beyond its count (`p{partitions}`):
-    /// another instance runs with more partitions, or the count was lowered without removing
-    /// the extra ones. That partition stays in the hash ring and would take its share of the
-    /// sagas with nobody consuming it (docs/messaging.md, "Ordering").
-    pub async fn refuse_extra_partitions(
-        &self,
-        connection: &Connection,
-        spec: &QueueSpec,
-    ) -> anyhow::Result<()> {
-        let extra = self.partition_queue(&spec.consumer, spec.partitions.max(1));
-        if declare::queue_exists(connection, &extra).await? {
-            anyhow::bail!(
-                "the broker has partition {extra} beyond CONSUMER_PARTITIONS={}: every instance \
-                 of {} must run the same count; to lower it, drain the consumer, then delete \
-                 the partitions from {extra} up",
-                spec.partitions,
-                spec.consumer
-            );
-        }
-        Ok(())
-    }
-
     pub async fn declare_queue(&self, channel: &Channel, spec: &QueueSpec) -> anyhow::Result<()> {
         let whole = self.queue(&spec.consumer);
         let inbound = self.inbound_exchange(&spec.consumer);
