@@ -132,6 +132,15 @@ ensure_kubernetes_validate() {
         || fail "kubernetes-validate 1.37.0 is missing and could not be installed (pip install kubernetes-validate==1.37.0)"
 }
 
+# tests (cli/tests/gateway.rs) run the real gateway: nginx from Debian's packages.
+ensure_nginx() {
+    command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] && return 0
+    say "installing nginx"
+    { apt-get update -qq && apt-get install -y -qq nginx-light; } >/dev/null || true
+    command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] \
+        || fail "the nginx binary is missing and could not be installed (apt-get install nginx-light)"
+}
+
 ensure_k6() {
     command -v k6 >/dev/null && return 0
     say "installing k6"
@@ -147,6 +156,7 @@ ensure_rabbitmq_consistent_hash
 ensure_rabbitmq_dead_letter_workers
 ensure_nextest
 ensure_prometheus
+ensure_nginx
 ensure_kustomize
 ensure_kubernetes_validate
 

@@ -4,6 +4,7 @@
 //!   RabbitMQ: the four services, the saga monitor and the outbox relay.
 //! - `sagactl seed`: demo products, a coupon and charged users, through the services' own APIs.
 //! - `sagactl dlq list|show|replay|purge`: dead-letter operations, audited.
+//! - `sagactl gateway config`: the API gateway's nginx configuration.
 //! - `sagactl broker setup|definitions`: least-privilege broker identities.
 //! - `sagactl outbox pending`: unpublished outbox rows older than a threshold.
 //! - `sagactl keys generate`: a new event key set (signing, verification and data keys).
@@ -11,6 +12,7 @@
 
 mod broker;
 mod dlq;
+mod gateway;
 mod keys;
 mod outbox;
 mod seed;
@@ -39,6 +41,8 @@ enum Command {
     Seed(seed::Targets),
     /// Dead-letter queues: list, show, replay, purge.
     Dlq(dlq::DlqArgs),
+    /// The API gateway (nginx) in front of the services.
+    Gateway(gateway::GatewayArgs),
     /// Broker identities: set them up through the management API, or print their definitions.
     Broker(broker::BrokerArgs),
     /// The outbox as the relay sees it.
@@ -56,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Up { seed } => up::run(seed).await,
         Command::Seed(targets) => seed::run(&targets).await.map(|_| ()),
         Command::Dlq(args) => dlq::run(args).await,
+        Command::Gateway(args) => gateway::run(args),
         Command::Broker(args) => broker::run(args).await,
         Command::Outbox(args) => outbox::run(args).await,
         Command::Keys(args) => keys::run(args),

@@ -1,0 +1,224 @@
+//! `sagactl gateway config`: the API gateway's nginx configuration for given service instances,
+//! rendered from `deploy/gateway/nginx.conf.template` (compiled in). One public port routes
+//! every public path to its service's instances; operator endpoints stay off it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use shared::config::parse_duration;
+
+const TEMPLATE: &str = include_str!("../../deploy/gateway/nginx.conf.template");
+
+/// Which public paths go to which service: (service, path prefixes).
+pub const ROUTES: [(&str, &[&str]); 5] = [
+    ("order", &["orders"]),
+    ("product", &["products"]),
+    ("coupon", &["coupons", "user-coupons", "users"]),
+    ("balance", &["balances"]),
+    ("monitor", &["sagas"]),
+];
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    #[command(subcommand)]
+    command: GatewayCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum GatewayCommand {
+    /// Prints (or writes) the nginx configuration of the gateway.
+    Config(ConfigArgs),
+}
+
+/// The gateway's settings; every service's instances as `host:port,host:port`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Where the gateway listens.
+    #[arg(long, env = "GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    #[arg(
+        long,
+        env = "GATEWAY_ORDER",
+        default_value = "127.0.0.1:8081",
+        value_delimiter = ','
+    )]
+    pub order: Vec<String>,
+    #[arg(
+        long,
+        env = "GATEWAY_PRODUCT",
+        default_value = "127.0.0.1:8082",
+        value_delimiter = ','
+    )]
+    pub product: Vec<String>,
+    #[arg(
+        long,
+        env = "GATEWAY_COUPON",
+        default_value = "127.0.0.1:8083",
+        value_delimiter = ','
+    )]
+    pub coupon: Vec<String>,
+    #[arg(
+        long,
+        env = "GATEWAY_BALANCE",
+        default_value = "127.0.0.1:8084",
+        value_delimiter = ','
+    )]
+    pub balance: Vec<String>,
+    #[arg(
+        long,
+        env = "GATEWAY_MONITOR",
+        default_value = "127.0.0.1:8085",
+        value_delimiter = ','
+    )]
+    pub monitor: Vec<String>,
+    /// Requests per second per client address before a 429.
+    #[arg(long, env = "GATEWAY_RATE_LIMIT", default_value_t = 100)]
+    pub rate: u32,
+    /// Requests a client may send at once above the rate (at least 1).
+    #[arg(long, env = "GATEWAY_BURST", default_value_t = 200)]
+    pub burst: u32,
+    /// Largest request body (nginx size: 64k, 1m).
+    #[arg(long, env = "GATEWAY_BODY_LIMIT", default_value = "64k")]
+    pub body_limit: String,
+    /// How long an upstream may take to answer, but for `wait_ms` long polls on /orders.
+    #[arg(long, env = "GATEWAY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// How long /orders may take: above the longest `wait_ms` the order service allows (30 s).
+    #[arg(long, env = "GATEWAY_LONG_POLL_TIMEOUT", default_value = "35s", value_parser = parse_duration)]
+    pub long_poll_timeout: Duration,
+    #[arg(long, env = "GATEWAY_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// nginx's pid file and temporary files.
+    #[arg(long, env = "GATEWAY_RUNTIME_DIR", default_value = "/tmp/saga-gateway")]
+    pub runtime_dir: PathBuf,
+    /// The JSON access log (a file, or /dev/stdout).
+    #[arg(long, env = "GATEWAY_ACCESS_LOG", default_value = "/dev/stdout")]
+    pub access_log: String,
+    /// nginx's own error log.
+    #[arg(long, env = "GATEWAY_ERROR_LOG", default_value = "stderr")]
+    pub error_log: String,
+    /// Write the configuration here instead of printing it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
+    let GatewayCommand::Config(config) = args.command;
+    let text = render(&config)?;
+    match &config.out {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+        }
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+/// The configuration for `args`; refuses a value that could break out of its place in it.
+pub fn render(args: &ConfigArgs) -> anyhow::Result<String> {
+    let instances = [
+        ("order", &args.order),
+        ("product", &args.product),
+        ("coupon", &args.coupon),
+        ("balance", &args.balance),
+        ("monitor", &args.monitor),
+    ];
+    let mut upstreams = String::new();
+    for (service, servers) in instances {
+        if servers.is_empty() {
+            bail!("the {service} service needs at least one instance");
+        }
+        upstreams.push_str(&format!("    upstream {service} {{\n"));
+        for server in servers.iter() {
+            let server = plain("instance", server.trim())?;
+            // Passive health check: 3 failures take an instance out for 10 s.
+            upstreams.push_str(&format!(
+                "        server {server} max_fails=3 fail_timeout=10s;\n"
+            ));
+        }
+        upstreams.push_str("        keepalive 16;\n    }\n");
+    }
+    let mut locations = String::new();
+    for (service, prefixes) in ROUTES {
+        for prefix in prefixes {
+            let timeout = if service == "order" {
+                format!(
+                    "\n            proxy_read_timeout {};",
+                    ms(args.long_poll_timeout)
+                )
+            } else {
+                String::new()
+            };
+            locations.push_str(&format!(
+                "        location ~ ^/{prefix}(/|$) {{\n            proxy_pass http://{service};{timeout}\n        }}\n"
+            ));
+        }
+    }
+    let runtime_dir = args.runtime_dir.display().to_string();
+    let values = [
+        ("{{UPSTREAMS}}", upstreams),
+        ("{{LOCATIONS}}", locations),
+        (
+            "{{LISTEN}}",
+            plain("listen address", &args.listen)?.to_owned(),
+        ),
+        ("{{RATE}}", args.rate.max(1).to_string()),
+        ("{{BURST}}", args.burst.max(1).to_string()),
+        (
+            "{{BODY_LIMIT}}",
+            plain("body limit", &args.body_limit)?.to_owned(),
+        ),
+        ("{{TIMEOUT}}", ms(args.timeout)),
+        ("{{CONNECT_TIMEOUT}}", ms(args.connect_timeout)),
+        (
+            "{{RUNTIME_DIR}}",
+            path("runtime directory", &runtime_dir)?.to_owned(),
+        ),
+        (
+            "{{ACCESS_LOG}}",
+            path("access log", &args.access_log)?.to_owned(),
+        ),
+        (
+            "{{ERROR_LOG}}",
+            path("error log", &args.error_log)?.to_owned(),
+        ),
+    ];
+    let mut text = TEMPLATE.to_owned();
+    for (placeholder, value) in values {
+        text = text.replace(placeholder, &value);
+    }
+    Ok(text)
+}
+
+/// A duration as nginx reads it.
+fn ms(duration: Duration) -> String {
+    format!("{}ms", duration.as_millis().max(1))
+}
+
+/// `value` if it is a host:port, size or similar: letters, digits and `.:-[]`.
+fn plain<'a>(what: &str, value: &'a str) -> anyhow::Result<&'a str> {
+    let ok = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".:-[]_".contains(c));
+    if !ok {
+        bail!("invalid {what} {value:?}: only letters, digits and . : - [ ] _");
+    }
+    Ok(value)
+}
+
+/// `value` if it is a path nginx can take unquoted.
+fn path<'a>(what: &str, value: &'a str) -> anyhow::Result<&'a str> {
+    let ok = !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c));
+    if !ok {
+        bail!("invalid {what} {value:?}: only letters, digits and / . _ -");
+    }
+    Ok(value)
+}

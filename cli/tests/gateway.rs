@@ -1,0 +1,289 @@
+//! The API gateway: the real nginx binary, configured by `sagactl gateway config`, in front of
+//! real services (or of fake upstreams that refuse or never answer): every public route
+//! reaches its service, requests spread over instances, operator endpoints are refused, and
+//! every error the gateway makes itself is JSON (413, 429, 502, 504).
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+mod system;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use system::{BALANCE, COUPON, MONITOR, ORDER, PRODUCT, System};
+use testkit::clients::{Api, BalanceClient, CouponClient, OrderClient, ProductClient};
+use testkit::eventually_async;
+use tokio::net::TcpListener;
+
+/// nginx started on a configuration `sagactl gateway config` wrote; killed when dropped.
+struct Gateway {
+    nginx: tokio::process::Child,
+    url: String,
+    dir: PathBuf,
+    client: reqwest::Client,
+}
+
+impl Gateway {
+    /// The gateway with `upstreams` per service (`host:port` lists) and `extra` variables.
+    async fn start(upstreams: [(&str, String); 5], extra: &[(&str, &str)]) -> Self {
+        let dir = std::env::temp_dir().join(format!("gateway-{}", testkit::unique_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port().await;
+        let config = dir.join("nginx.conf");
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sagactl"));
+        command
+            .args(["gateway", "config", "--out", config.to_str().unwrap()])
+            .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("GATEWAY_RUNTIME_DIR", &dir)
+            .env("GATEWAY_ACCESS_LOG", dir.join("access.log"))
+            .env("GATEWAY_ERROR_LOG", dir.join("error.log"));
+        for (service, servers) in upstreams {
+            command.env(format!("GATEWAY_{}", service.to_uppercase()), servers);
+        }
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        let output = command.output().await.unwrap();
+        assert!(output.status.success(), "{output:?}");
+        // Its logs go to files: inheriting the test's output would keep it open past the test.
+        let nginx = tokio::process::Command::new(nginx_binary())
+            .arg("-p")
+            .arg(&dir)
+            .arg("-c")
+            .arg(&config)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("nginx (scripts/test.sh installs it)");
+        let address = format!("127.0.0.1:{port}");
+        eventually_async(Duration::from_secs(10), "nginx to listen", || async {
+            tokio::net::TcpStream::connect(&address)
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+        Self {
+            nginx,
+            url: format!("http://{address}"),
+            dir,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// In front of every instance of `s`.
+    async fn before(s: &System, extra: &[(&str, &str)]) -> Self {
+        let servers = |name: &str| {
+            let list: Vec<String> = s
+                .instances(name)
+                .iter()
+                .map(|app| app.base_url.trim_start_matches("http://").to_owned())
+                .collect();
+            list.join(",")
+        };
+        let upstreams = [ORDER, PRODUCT, COUPON, BALANCE, MONITOR].map(|n| (n, servers(n)));
+        Self::start(upstreams, extra).await
+    }
+
+    fn api(&self) -> Api {
+        Api::new(self.url.clone(), self.client.clone())
+    }
+
+    /// The access log's entries so far.
+    fn log(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+}
+
+impl Drop for Gateway {
+    /// SIGTERM to the master, which stops its workers (a SIGKILL would orphan them, still
+    /// listening), then waits for it.
+    fn drop(&mut self) {
+        if let Some(pid) = self.nginx.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            for _ in 0..100 {
+                if matches!(self.nginx.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Debian installs nginx in /usr/sbin, which a non-root PATH may lack.
+fn nginx_binary() -> String {
+    std::env::var("NGINX").unwrap_or_else(|_| {
+        let sbin = "/usr/sbin/nginx";
+        if std::path::Path::new(sbin).exists() {
+            sbin
+        } else {
+            "nginx"
+        }
+        .to_owned()
+    })
+}
+
+async fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// A status and JSON body from a raw request, with the response headers.
+async fn send(request: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, Value) {
+    let response = request.send().await.unwrap();
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    let body = response.json::<Value>().await.unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_public_route_reaches_its_service_over_its_instances_and_operator_routes_do_not() {
+    let mut s = System::start().await;
+    s.add_instances(1).await;
+    let gateway = Gateway::before(&s, &[]).await;
+    let api = gateway.api();
+
+    let product = ProductClient::new(api.clone())
+        .create_product("door", "10.00", 100)
+        .await;
+    BalanceClient::new(api.clone()).charge(7, "100.00").await;
+    let coupons = CouponClient::new(api.clone());
+    let user_coupon = coupons.coupon_for(7, "FIXED", "1.00").await;
+    assert_eq!(coupons.user_coupon(user_coupon).await["user_id"], 7);
+    let owned = api.get_ok("/users/7/coupons").await;
+    assert!(
+        owned.to_string().contains(&user_coupon.to_string()),
+        "{owned}"
+    );
+    let orders = OrderClient::new(api.clone());
+    let mut placed = Vec::new();
+    for _ in 0..4 {
+        let id = orders.place(7, &[(product, 1)], None).await;
+        assert_eq!(orders.wait_terminal(id).await["status"], "COMPLETED");
+        placed.push(id);
+    }
+    assert_eq!(BalanceClient::new(api.clone()).balance(7).await, "60.00");
+    let timeline = api.get_ok(&format!("/sagas/{}", placed[0])).await;
+    assert!(
+        timeline.to_string().contains("OrderCompleted"),
+        "{timeline}"
+    );
+    // The same product, straight from the product service: the gateway reached it.
+    let direct = ProductClient::new(s.app(PRODUCT)).product(product).await;
+    assert_eq!(direct["name"], "door");
+
+    for path in ["/admin/dlq", "/metrics", "/health", "/ready", "/nope"] {
+        let (status, _, body) = send(gateway.client.get(format!("{}{path}", gateway.url))).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (404, Some("not_found")),
+            "{path}"
+        );
+    }
+    let (_, headers, _) = send(gateway.client.get(format!("{}/products", gateway.url))).await;
+    let generated = headers["x-request-id"].to_str().unwrap();
+    assert_eq!(generated.len(), 32, "{generated}");
+    let (_, headers, _) = send(
+        gateway
+            .client
+            .get(format!("{}/products", gateway.url))
+            .header("X-Request-Id", "mine-1"),
+    )
+    .await;
+    assert_eq!(headers["x-request-id"], "mine-1");
+
+    let log = gateway.log();
+    let order_instances: HashSet<&str> = log
+        .iter()
+        .filter(|entry| {
+            entry["uri"]
+                .as_str()
+                .is_some_and(|uri| uri.starts_with("/orders"))
+        })
+        .filter_map(|entry| entry["upstream"].as_str())
+        .collect();
+    assert_eq!(
+        order_instances.len(),
+        2,
+        "both order instances used: {order_instances:?}"
+    );
+    assert!(log.iter().all(|entry| {
+        entry["traceparent"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("00-"))
+    }));
+    s.stop().await;
+}
+
+/// Every upstream a fake: a port that refuses, and one that accepts and never answers.
+async fn fakes() -> ([(&'static str, String); 5], TcpListener) {
+    let hung = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hung_at = hung.local_addr().unwrap().to_string();
+    let refused = format!("127.0.0.1:{}", free_port().await);
+    let upstreams = [
+        (ORDER, refused.clone()),
+        (PRODUCT, hung_at),
+        (COUPON, refused.clone()),
+        (BALANCE, refused.clone()),
+        (MONITOR, refused),
+    ];
+    (upstreams, hung)
+}
+
+#[tokio::test]
+async fn what_the_gateway_answers_itself_is_json_413_429_502_504() {
+    let (upstreams, _hung) = fakes().await;
+    let settings = [
+        ("GATEWAY_TIMEOUT", "500ms"),
+        ("GATEWAY_BODY_LIMIT", "1k"),
+        ("GATEWAY_RATE_LIMIT", "1000"),
+    ];
+    let gateway = Gateway::start(upstreams, &settings).await;
+    let url = |path: &str| format!("{}{path}", gateway.url);
+
+    let (status, _, body) = send(gateway.client.get(url("/products"))).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (504, Some("upstream_timeout"))
+    );
+    let (status, _, body) = send(gateway.client.get(url("/coupons/1"))).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (502, Some("upstream_unavailable"))
+    );
+    let big = json!({ "name": "x".repeat(2048) });
+    let (status, _, body) = send(gateway.client.post(url("/coupons")).json(&big)).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("payload_too_large"))
+    );
+
+    let strict = Gateway::start(
+        fakes().await.0,
+        &[("GATEWAY_RATE_LIMIT", "1"), ("GATEWAY_BURST", "1")],
+    )
+    .await;
+    let mut limited = None;
+    for _ in 0..10 {
+        let (status, headers, body) =
+            send(strict.client.get(format!("{}/orders/1", strict.url))).await;
+        if status == 429 {
+            limited = Some((headers, body));
+            break;
+        }
+    }
+    let (headers, body) = limited.expect("a 429 within 10 requests at 1/s");
+    assert_eq!(body["error"], "rate_limited");
+    assert_eq!(headers["retry-after"], "1");
+}
