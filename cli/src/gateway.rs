@@ -104,6 +104,19 @@ pub struct ConfigArgs {
     pub out: Option<PathBuf>,
 }
 
+impl ConfigArgs {
+    /// The instances of `service` (one of [`ROUTES`]).
+    fn instances(&self, service: &str) -> &[String] {
+        match service {
+            "order" => &self.order,
+            "product" => &self.product,
+            "coupon" => &self.coupon,
+            "balance" => &self.balance,
+            _ => &self.monitor,
+        }
+    }
+}
+
 pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let GatewayCommand::Config(config) = args.command;
     let text = render(&config)?;
@@ -120,15 +133,9 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
 
 /// The configuration for `args`; refuses a value that could break out of its place in it.
 pub fn render(args: &ConfigArgs) -> anyhow::Result<String> {
-    let instances = [
-        ("order", &args.order),
-        ("product", &args.product),
-        ("coupon", &args.coupon),
-        ("balance", &args.balance),
-        ("monitor", &args.monitor),
-    ];
     let mut upstreams = String::new();
-    for (service, servers) in instances {
+    for (service, _) in ROUTES {
+        let servers = args.instances(service);
         if servers.is_empty() {
             bail!("the {service} service needs at least one instance");
         }

@@ -54,6 +54,8 @@ pub struct BatchReport {
     pub unblocked: bool,
     /// Some confirmed row had a saga.
     pub saga_published: bool,
+    /// The claim saw a later pending row of a claimed saga.
+    pub followed: bool,
 }
 
 /// Runs until `shutdown`, reconnecting to the broker and retrying the database with backoff.
@@ -224,10 +226,9 @@ pub async fn relay_batch(
             } else {
                 store::mark_published(tx, &confirmed).await?
             };
-            let saga_published =
+            report.followed = followed;
+            report.saga_published =
                 rows.iter().any(|row| row.saga_id.is_some()) && !confirmed.is_empty();
-            report.unblocked = saga_published && followed;
-            report.saga_published = saga_published;
             Ok(report)
         })
         .await?;
@@ -235,7 +236,7 @@ pub async fn relay_batch(
     // looks; one notified before may have been skipped by that claimer, so look again here.
     let notified_since = target.notified.load(std::sync::atomic::Ordering::SeqCst) != notified;
     let report = BatchReport {
-        unblocked: report.unblocked || (report.saga_published && notified_since),
+        unblocked: report.saga_published && (report.followed || notified_since),
         ..report
     };
     if report.claimed > 0 {

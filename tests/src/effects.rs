@@ -139,6 +139,14 @@ impl EventHandler<Ping> for Recorder {
     }
 }
 
+/// Runs `sql` on `db` (a statement a test plants data with), which must succeed.
+pub async fn execute(db: &TestDb, sql: &str) {
+    let mut conn = db.connect().await;
+    diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut conn)
+        .await
+        .unwrap_or_else(|err| panic!("{sql}: {err}"));
+}
+
 /// Commits `count` pings (numbered from `first`) to the outbox in one transaction; returns their
 /// envelopes.
 pub async fn enqueue_pings(db: &TestDb, first: i64, count: i64) -> Vec<Envelope> {

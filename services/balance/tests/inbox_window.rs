@@ -14,7 +14,7 @@ use shared::envelope::Envelope;
 use shared::envelope::SagaEvent;
 use shared::events::{CouponProcessed, OrderCommand, OrderLine, PricedItem};
 use testkit::clients::BalanceClient;
-use testkit::effects::count;
+use testkit::effects::{count, execute};
 use testkit::service::{Setup, outbox_events, publish};
 use testkit::{TestDb, eventually_async};
 
@@ -59,13 +59,6 @@ fn payment(order_id: i64, user_id: i64) -> Envelope {
         amount_to_pay: money("100.00"),
     };
     Envelope::new(&event, Some(order_id)).unwrap()
-}
-
-async fn execute(db: &TestDb, sql: &str) {
-    let mut conn = db.connect().await;
-    diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut conn)
-        .await
-        .unwrap_or_else(|err| panic!("{sql}: {err}"));
 }
 
 /// Waits until `sql` (a `SELECT count(*) AS count`) counts `expected`.

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use shared::config::InboxSettings;
 use shared::service::ServiceSettings;
-use testkit::effects::count;
+use testkit::effects::{count, execute};
 use testkit::service::Setup;
 use testkit::{TestDb, eventually_async};
 
@@ -31,13 +31,6 @@ async fn start(
         },
     )
     .await
-}
-
-async fn execute(db: &TestDb, sql: &str) {
-    let mut conn = db.connect().await;
-    diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut conn)
-        .await
-        .unwrap_or_else(|err| panic!("{sql}: {err}"));
 }
 
 /// Sagas `from..=to` in `state`, last moved `age` ago, three events each: one statement, as

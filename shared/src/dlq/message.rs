@@ -206,6 +206,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_broker_made_dead_letter_names_the_consumer_of_its_partition() {
+        use lapin::types::{FieldArray, LongString};
+        let mut death = FieldTable::default();
+        death.insert(
+            "queue".into(),
+            AMQPValue::LongString(LongString::from("p.order.p2")),
+        );
+        death.insert(
+            "reason".into(),
+            AMQPValue::LongString(LongString::from("delivery_limit")),
+        );
+        let mut table = FieldTable::default();
+        table.insert(
+            "x-death".into(),
+            AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::FieldTable(death)])),
+        );
+        let properties = lapin::BasicProperties::default().with_headers(table);
+        let letter = parse("p.order.dlq", &properties, b"{}");
+        assert_eq!(letter.original_queue.as_deref(), Some("p.order"));
+        assert_eq!(letter.reason.as_deref(), Some("delivery_limit"));
+    }
+
+    #[test]
     fn filters_combine() {
         let letter = DeadLetter {
             queue: "p.order.dlq".into(),
