@@ -2,7 +2,7 @@
 //! rendered from `deploy/gateway/nginx.conf.template` (compiled in). One public port routes
 //! every public path to its service's instances; operator endpoints stay off it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -120,6 +120,7 @@ impl ConfigArgs {
 pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let GatewayCommand::Config(config) = args.command;
     let text = render(&config)?;
+    write_contract(&config.runtime_dir)?;
     match &config.out {
         Some(path) => {
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
@@ -129,6 +130,22 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Writes the API contract (`openapi.json`) and its page (`api.html`) into `runtime_dir`,
+/// where the configuration serves them from (`/openapi.json`, `/docs`).
+pub fn write_contract(runtime_dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(runtime_dir)
+        .with_context(|| format!("creating {}", runtime_dir.display()))?;
+    let document = crate::contract::document()?;
+    for (name, content) in [
+        ("openapi.json", serde_json::to_vec_pretty(&document)?),
+        ("api.html", crate::api_page::render(&document).into_bytes()),
+    ] {
+        let file = runtime_dir.join(name);
+        std::fs::write(&file, content).with_context(|| format!("writing {}", file.display()))?;
+    }
+    Ok(())
 }
 
 /// The configuration for `args`; refuses a value that could break out of its place in it.

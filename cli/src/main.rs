@@ -4,13 +4,16 @@
 //!   RabbitMQ: the four services, the saga monitor and the outbox relay.
 //! - `sagactl seed`: demo products, a coupon and charged users, through the services' own APIs.
 //! - `sagactl dlq list|show|replay|purge`: dead-letter operations, audited.
-//! - `sagactl gateway config`: the API gateway's nginx configuration.
+//! - `sagactl gateway config`: the API gateway's nginx configuration, with the API contract
+//!   (`openapi.json`) and its page beside it.
 //! - `sagactl broker setup|definitions`: least-privilege broker identities.
 //! - `sagactl outbox pending`: unpublished outbox rows older than a threshold.
 //! - `sagactl keys generate`: a new event key set (signing, verification and data keys).
 //! - `sagactl verify`: the invariants of docs/invariants.md, checked across all databases.
 
+mod api_page;
 mod broker;
+mod contract;
 mod dlq;
 mod gateway;
 mod keys;

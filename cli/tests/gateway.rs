@@ -186,7 +186,7 @@ async fn every_public_route_reaches_its_service_over_its_instances_and_operator_
     for path in ["/admin/dlq", "/metrics", "/health", "/ready", "/nope"] {
         let (status, _, body) = send(gateway.client.get(format!("{}{path}", gateway.url))).await;
         assert_eq!(
-            (status, body["error"].as_str()),
+            (status, body["error"]["code"].as_str()),
             (404, Some("not_found")),
             "{path}"
         );
@@ -254,18 +254,18 @@ async fn what_the_gateway_answers_itself_is_json_413_429_502_504() {
 
     let (status, _, body) = send(gateway.client.get(url("/products"))).await;
     assert_eq!(
-        (status, body["error"].as_str()),
+        (status, body["error"]["code"].as_str()),
         (504, Some("upstream_timeout"))
     );
     let (status, _, body) = send(gateway.client.get(url("/coupons/1"))).await;
     assert_eq!(
-        (status, body["error"].as_str()),
+        (status, body["error"]["code"].as_str()),
         (502, Some("upstream_unavailable"))
     );
     let big = json!({ "name": "x".repeat(2048) });
     let (status, _, body) = send(gateway.client.post(url("/coupons")).json(&big)).await;
     assert_eq!(
-        (status, body["error"].as_str()),
+        (status, body["error"]["code"].as_str()),
         (413, Some("payload_too_large"))
     );
 
@@ -284,6 +284,6 @@ async fn what_the_gateway_answers_itself_is_json_413_429_502_504() {
         }
     }
     let (headers, body) = limited.expect("a 429 within 10 requests at 1/s");
-    assert_eq!(body["error"], "rate_limited");
+    assert_eq!(body["error"]["code"], "rate_limited");
     assert_eq!(headers["retry-after"], "1");
 }

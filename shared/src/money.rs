@@ -17,6 +17,54 @@ pub fn normalize(value: Decimal) -> Decimal {
     value
 }
 
+/// The OpenAPI schema of an amount in a response: a string with exactly two decimals.
+#[derive(Debug)]
+pub struct Amount;
+
+impl utoipa::PartialSchema for Amount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(r"^[0-9]{1,12}\.[0-9]{2}$"))
+            .description(Some("An amount: a decimal string with two decimals."))
+            .examples(["1200.50"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Amount {}
+
+/// The OpenAPI schema of an amount in a request: a decimal string or a JSON number, at most
+/// two decimals, from 0 to 999999999999.99.
+#[derive(Debug)]
+pub struct AmountInput;
+
+impl utoipa::PartialSchema for AmountInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(r"^[0-9]{1,12}(\.[0-9]{1,2})?$")),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .minimum(Some(0))
+                    .maximum(Some(999_999_999_999.99)),
+            )
+            .description(Some(
+                "An amount: a decimal string (`\"1200.50\"`) or a number (`1200.5`), at most \
+                 two decimals, from 0 to 999999999999.99.",
+            ))
+            .examples(["1200.50"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for AmountInput {}
+
 /// Why an amount is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MoneyError {

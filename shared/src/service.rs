@@ -25,6 +25,7 @@ use crate::db::{
     OUTBOX_MIGRATIONS, PgPool, build_pool, create_database_if_missing, redact, run_migrations,
 };
 use crate::http::health::Readiness;
+use crate::http::openapi::Routes;
 use crate::seal::{KeySettings, Keyring};
 use crate::shutdown::Shutdown;
 
@@ -228,7 +229,8 @@ impl std::fmt::Debug for Application {
 
 impl Application {
     /// Binds the listener and builds the server and the consumer. `pool` must be prepared
-    /// ([`prepare_database`]); `routes` registers the service's own endpoints and app data.
+    /// ([`prepare_database`]); `routes` registers the service's own endpoints and app data, and
+    /// makes its OpenAPI document.
     pub fn build<F>(
         settings: &ServiceSettings,
         pool: PgPool,
@@ -236,8 +238,15 @@ impl Application {
         routes: F,
     ) -> anyhow::Result<Self>
     where
-        F: Fn(&mut web::ServiceConfig) + Send + Clone + 'static,
+        F: Fn(&mut Routes<'_>) + Send + Clone + 'static,
     {
+        let document = web::Bytes::from(
+            serde_json::to_vec(&crate::http::openapi::document(
+                &settings.name,
+                routes.clone(),
+            ))
+            .context("serializing the OpenAPI document")?,
+        );
         let cleanup = {
             let (pool, name, inbox) = (pool.clone(), settings.name.clone(), settings.inbox.clone());
             move |shutdown| crate::housekeeping::inbox_cleanup(pool, name, inbox, shutdown)
@@ -273,7 +282,10 @@ impl Application {
                 .app_data(readiness.clone())
                 .configure(crate::http::configure_extractors)
                 .configure(crate::http::health::configure)
-                .configure(routes.clone())
+                .configure(|cfg| {
+                    crate::http::openapi::serve(cfg, document.clone());
+                    crate::http::openapi::mount(cfg, routes.clone());
+                })
         })
         // Shutdown is ours to drive (SIGTERM and Ctrl-C reach the supervisor, not actix).
         .disable_signals()

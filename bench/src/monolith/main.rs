@@ -66,11 +66,17 @@ async fn main() -> anyhow::Result<()> {
             .app_data(readiness.clone())
             .configure(shared::http::configure_extractors)
             .configure(shared::http::health::configure)
-            .configure(product_service::routes::configure)
-            .configure(coupon_service::routes::configure)
-            .configure(balance_service::routes::configure)
-            .configure(|cfg| order_service::routes::configure_reads(cfg, waiters.clone()))
+            // Before the mounted routes: their `/orders` resource answers 405 to any method it
+            // does not take, so this one must be matched first.
             .route("/orders", web::post().to(place::place))
+            .configure(|cfg| {
+                shared::http::openapi::mount(cfg, |routes| {
+                    product_service::routes::configure(routes);
+                    coupon_service::routes::configure(routes);
+                    balance_service::routes::configure(routes);
+                    order_service::routes::configure_reads(routes, waiters.clone());
+                })
+            })
     })
     .disable_signals()
     .shutdown_timeout(10);

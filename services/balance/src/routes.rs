@@ -5,41 +5,54 @@ use diesel_async::AsyncConnection;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use shared::db::PgPool;
+use shared::http::openapi::{BodyRefusals, Refusals, Routes};
 use shared::http::page::PageQuery;
-use shared::http::{ApiError, ValidJson};
+use shared::http::{ApiError, ValidJson, ValidQuery};
 use shared::money;
+use utoipa::ToSchema;
 
 use crate::repo;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/balances/{user_id}/charge", web::post().to(charge))
-        .route("/balances/{user_id}", web::get().to(show))
-        .route("/balances/{user_id}/history", web::get().to(history));
+pub fn configure(routes: &mut Routes<'_>) {
+    routes
+        .route(__path_charge, charge)
+        .route(__path_show, show)
+        .route(__path_history, history);
 }
 
-#[derive(Debug, Deserialize)]
+/// Money added to a balance.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChargeRequest {
+    /// Greater than zero.
     #[serde(deserialize_with = "money::deserialize")]
+    #[schema(value_type = money::AmountInput)]
     amount: Decimal,
 }
 
-#[derive(Debug, Serialize)]
+/// A user's balance (0.00 for a user never charged).
+#[derive(Debug, Serialize, ToSchema)]
 struct BalanceView {
     user_id: i64,
+    #[schema(value_type = money::Amount)]
     balance: Decimal,
 }
 
-#[derive(Debug, Serialize)]
+/// One change of a balance.
+#[derive(Debug, Serialize, ToSchema)]
 struct HistoryView {
     kind: repo::LedgerKind,
+    #[schema(value_type = money::Amount)]
     amount: Decimal,
+    /// The order paid or refunded; none for a charge.
     order_id: Option<i64>,
+    #[schema(value_type = money::Amount)]
     balance_after: Decimal,
     created_at: chrono::DateTime<chrono::Utc>,
 }
 
-#[derive(Debug, Serialize)]
+/// A page of a balance's history, newest first.
+#[derive(Debug, Serialize, ToSchema)]
 struct HistoryPage {
     user_id: i64,
     entries: Vec<HistoryView>,
@@ -61,6 +74,18 @@ fn charge_amount(amount: Decimal) -> Result<Decimal, ApiError> {
     Ok(amount)
 }
 
+/// Charge (top up) a user's balance.
+#[utoipa::path(
+    post,
+    path = "/balances/{user_id}/charge",
+    tag = "balances",
+    params(("user_id" = i64, Path, minimum = 1, description = "The user's id.")),
+    request_body = ChargeRequest,
+    responses(
+        (status = 200, description = "The balance after the charge.", body = BalanceView),
+        BodyRefusals,
+    )
+)]
 async fn charge(
     pool: web::Data<PgPool>,
     path: web::Path<i64>,
@@ -82,6 +107,17 @@ async fn charge(
     }))
 }
 
+/// Read a user's balance.
+#[utoipa::path(
+    get,
+    path = "/balances/{user_id}",
+    tag = "balances",
+    params(("user_id" = i64, Path, minimum = 1, description = "The user's id.")),
+    responses(
+        (status = 200, description = "The balance.", body = BalanceView),
+        Refusals,
+    )
+)]
 async fn show(pool: web::Data<PgPool>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let user_id = user_id(path.into_inner())?;
     let mut conn = pool.get().await?;
@@ -92,10 +128,24 @@ async fn show(pool: web::Data<PgPool>, path: web::Path<i64>) -> Result<HttpRespo
     }))
 }
 
+/// Read a user's balance history, newest first.
+#[utoipa::path(
+    get,
+    path = "/balances/{user_id}/history",
+    tag = "balances",
+    params(
+        ("user_id" = i64, Path, minimum = 1, description = "The user's id."),
+        PageQuery
+    ),
+    responses(
+        (status = 200, description = "A page of the history.", body = HistoryPage),
+        Refusals,
+    )
+)]
 async fn history(
     pool: web::Data<PgPool>,
     path: web::Path<i64>,
-    query: web::Query<PageQuery>,
+    query: ValidQuery<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = user_id(path.into_inner())?;
     let page = query.into_inner().page()?;

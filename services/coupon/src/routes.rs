@@ -7,9 +7,11 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use shared::db::PgPool;
+use shared::http::openapi::{BodyRefusals, NotFound, Refusals, Routes};
 use shared::http::page::PageQuery;
-use shared::http::{ApiError, ValidJson};
+use shared::http::{ApiError, ErrorBody, ValidJson, ValidQuery};
 use shared::money;
+use utoipa::ToSchema;
 
 use crate::repo::{self, Coupon, CouponStatus, DiscountType, NewCoupon, UserCoupon};
 
@@ -18,38 +20,52 @@ pub const MAX_NAME: usize = 100;
 /// The most coupons one campaign may issue.
 pub const MAX_QUANTITY: i64 = 1_000_000;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/coupons", web::post().to(create))
-        .route("/coupons/{id}", web::get().to(show))
-        .route("/coupons/{id}/issue", web::post().to(issue))
-        .route("/user-coupons/{id}", web::get().to(show_user_coupon))
-        .route("/users/{user_id}/coupons", web::get().to(owned));
+pub fn configure(routes: &mut Routes<'_>) {
+    routes
+        .route(__path_create, create)
+        .route(__path_show, show)
+        .route(__path_issue, issue)
+        .route(__path_show_user_coupon, show_user_coupon)
+        .route(__path_owned, owned);
 }
 
-#[derive(Debug, Deserialize)]
+/// A new coupon campaign.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateRequest {
+struct CouponRequest {
+    /// 1 to 100 characters, surrounding blanks removed.
+    #[schema(min_length = 1, max_length = 100)]
     name: String,
     // A string, not an enum, so that an unknown type is a 422 naming the field like every
     // other rule, not a 400 from the decoder.
+    #[schema(value_type = DiscountType)]
     discount_type: String,
+    /// Greater than zero; a `PERCENT` discount is 1 to 100.
     #[serde(deserialize_with = "money::deserialize")]
+    #[schema(value_type = money::AmountInput)]
     discount_value: Decimal,
+    /// How many coupons the campaign issues.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     total_quantity: i64,
+    /// In the future; none = never expires.
     expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Who receives a coupon.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct IssueRequest {
+    #[schema(minimum = 1)]
     user_id: i64,
 }
 
-#[derive(Debug, Serialize)]
+/// A coupon campaign.
+#[derive(Debug, Serialize, ToSchema)]
 struct CouponView {
     coupon_id: i64,
     name: String,
     discount_type: DiscountType,
+    #[schema(value_type = money::Amount)]
     discount_value: Decimal,
     total_quantity: i32,
     issued_quantity: i32,
@@ -70,12 +86,14 @@ impl From<Coupon> for CouponView {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A coupon issued to a user.
+#[derive(Debug, Serialize, ToSchema)]
 struct UserCouponView {
     user_coupon_id: i64,
     coupon_id: i64,
     user_id: i64,
     status: CouponStatus,
+    /// The order that used it, while it is used.
     order_id: Option<i64>,
 }
 
@@ -92,17 +110,19 @@ impl From<UserCoupon> for UserCouponView {
 }
 
 /// A user coupon in its owner's list: with what it is worth.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct OwnedView {
     #[serde(flatten)]
     user_coupon: UserCouponView,
     name: String,
     discount_type: DiscountType,
+    #[schema(value_type = money::Amount)]
     discount_value: Decimal,
     expires_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Serialize)]
+/// A page of the coupons a user holds.
+#[derive(Debug, Serialize, ToSchema)]
 struct OwnedPage {
     user_id: i64,
     coupons: Vec<OwnedView>,
@@ -116,7 +136,7 @@ fn user_id(raw: i64) -> Result<i64, ApiError> {
 }
 
 /// The request as a row to insert, or the first field that breaks a rule.
-fn new_coupon(body: CreateRequest) -> Result<NewCoupon, ApiError> {
+fn new_coupon(body: CouponRequest) -> Result<NewCoupon, ApiError> {
     let name = body.name.trim();
     if name.is_empty() {
         return Err(ApiError::validation("name", "must not be empty"));
@@ -165,9 +185,20 @@ fn new_coupon(body: CreateRequest) -> Result<NewCoupon, ApiError> {
     })
 }
 
+/// Create a coupon campaign.
+#[utoipa::path(
+    post,
+    path = "/coupons",
+    tag = "coupons",
+    request_body = CouponRequest,
+    responses(
+        (status = 201, description = "Created.", body = CouponView),
+        BodyRefusals,
+    )
+)]
 async fn create(
     pool: web::Data<PgPool>,
-    ValidJson(body): ValidJson<CreateRequest>,
+    ValidJson(body): ValidJson<CouponRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let coupon = new_coupon(body)?;
     let mut conn = pool.get().await?;
@@ -175,6 +206,18 @@ async fn create(
     Ok(HttpResponse::Created().json(CouponView::from(created)))
 }
 
+/// Read a coupon campaign.
+#[utoipa::path(
+    get,
+    path = "/coupons/{id}",
+    tag = "coupons",
+    params(("id" = i64, Path, description = "The coupon's id.")),
+    responses(
+        (status = 200, description = "The coupon.", body = CouponView),
+        NotFound,
+        Refusals,
+    )
+)]
 async fn show(pool: web::Data<PgPool>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let mut conn = pool.get().await?;
     let coupon = repo::coupon(&mut conn, path.into_inner())
@@ -183,9 +226,23 @@ async fn show(pool: web::Data<PgPool>, path: web::Path<i64>) -> Result<HttpRespo
     Ok(HttpResponse::Ok().json(CouponView::from(coupon)))
 }
 
-/// Issues one coupon to a user, in one transaction: count it (the conditional update decides
-/// who comes first), then hand it out. A user who has one already fails on the unique key, which
-/// rolls the count back with the rest.
+/// Issue a coupon to a user: first come, first served, one per user.
+// One transaction: count it (the conditional update decides who comes first), then hand it
+// out. A user who has one already fails on the unique key, which rolls the count back with the
+// rest.
+#[utoipa::path(
+    post,
+    path = "/coupons/{id}/issue",
+    tag = "coupons",
+    params(("id" = i64, Path, description = "The coupon's id.")),
+    request_body = IssueRequest,
+    responses(
+        (status = 201, description = "Issued: the user's coupon.", body = UserCouponView),
+        NotFound,
+        (status = 409, description = "`already_issued`, `sold_out` or `expired`.", body = ErrorBody),
+        BodyRefusals,
+    )
+)]
 async fn issue(
     pool: web::Data<PgPool>,
     path: web::Path<i64>,
@@ -245,6 +302,18 @@ async fn refusal(
     })
 }
 
+/// Read a user's coupon.
+#[utoipa::path(
+    get,
+    path = "/user-coupons/{id}",
+    tag = "coupons",
+    params(("id" = i64, Path, description = "The user coupon's id.")),
+    responses(
+        (status = 200, description = "The user coupon.", body = UserCouponView),
+        NotFound,
+        Refusals,
+    )
+)]
 async fn show_user_coupon(
     pool: web::Data<PgPool>,
     path: web::Path<i64>,
@@ -258,10 +327,24 @@ async fn show_user_coupon(
     Ok(HttpResponse::Ok().json(UserCouponView::from(held)))
 }
 
+/// List the coupons a user holds.
+#[utoipa::path(
+    get,
+    path = "/users/{user_id}/coupons",
+    tag = "coupons",
+    params(
+        ("user_id" = i64, Path, minimum = 1, description = "The user's id."),
+        PageQuery
+    ),
+    responses(
+        (status = 200, description = "A page of the user's coupons.", body = OwnedPage),
+        Refusals,
+    )
+)]
 async fn owned(
     pool: web::Data<PgPool>,
     path: web::Path<i64>,
-    query: web::Query<PageQuery>,
+    query: ValidQuery<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let user_id = user_id(path.into_inner())?;
     let page = query.into_inner().page()?;

@@ -34,6 +34,12 @@ pub struct MonitorArgs {
     pub retention: retention::RetentionArgs,
 }
 
+/// The OpenAPI document of the public routes (the one a running monitor serves adds the admin
+/// API when it is on).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    shared::http::openapi::document(NAME, routes::configure)
+}
+
 /// Prepares the database and binds the service, its options from the environment: the admin
 /// API is on if `ADMIN_TOKEN` is set, retention if `MONITOR_RETENTION` is.
 pub async fn build(settings: &ServiceSettings) -> anyhow::Result<Application> {
@@ -66,10 +72,10 @@ pub async fn build_with(
     let gauge_pool = pool.clone();
     let retention_pool = pool.clone();
     let every = settings.inbox.cleanup_interval;
-    let routes = move |cfg: &mut actix_web::web::ServiceConfig| {
-        routes::configure(cfg);
+    let routes = move |routes: &mut shared::http::openapi::Routes<'_>| {
+        routes::configure(routes);
         if let Some(admin) = admin.clone() {
-            admin::configure(cfg, admin);
+            admin::configure(routes, admin);
         }
     };
     Ok(Application::build(

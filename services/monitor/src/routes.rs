@@ -6,17 +6,21 @@ use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shared::db::PgPool;
-use shared::http::ApiError;
+use shared::http::openapi::{NotFound, Refusals, Routes};
+use shared::http::{ApiError, ValidQuery};
+use utoipa::ToSchema;
 
 use crate::sagas;
 use crate::store::{self, StoredEvent};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/sagas", web::get().to(list))
-        .route("/sagas/{order_id}", web::get().to(timeline));
+pub fn configure(routes: &mut Routes<'_>) {
+    routes
+        .route(__path_list, list)
+        .route(__path_timeline, timeline);
 }
 
-#[derive(Debug, Serialize)]
+/// One event of a saga's timeline.
+#[derive(Debug, Serialize, ToSchema)]
 struct Step {
     #[serde(flatten)]
     event: StoredEvent,
@@ -26,7 +30,8 @@ struct Step {
     trace_id: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+/// A saga's events in the order they occurred.
+#[derive(Debug, Serialize, ToSchema)]
 struct Timeline {
     order_id: i64,
     started_at: DateTime<Utc>,
@@ -39,6 +44,18 @@ fn millis(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
     (to - from).num_microseconds().unwrap_or(0) as f64 / 1000.0
 }
 
+/// Read a saga's timeline: every event, with the time between them.
+#[utoipa::path(
+    get,
+    path = "/sagas/{order_id}",
+    tag = "sagas",
+    params(("order_id" = i64, Path, description = "The saga's order id.")),
+    responses(
+        (status = 200, description = "The timeline.", body = Timeline),
+        NotFound,
+        Refusals,
+    )
+)]
 async fn timeline(pool: web::Data<PgPool>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let order_id = path.into_inner();
     let mut conn = pool.get().await?;
@@ -74,18 +91,43 @@ async fn timeline(pool: web::Data<PgPool>, path: web::Path<i64>) -> Result<HttpR
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
-    /// `stuck` (unfinished and idle), or one of the states.
+    /// `stuck` (unfinished and idle, the default), or one of the states: `in_flight`,
+    /// `cancelling`, `completed`, `failed`, `cancelled`.
+    #[param(pattern = "^(stuck|in_flight|cancelling|completed|failed|cancelled)$")]
     state: Option<String>,
-    /// Idle for at least this long: `500ms`, `30s`, `5m`; default 30s for `stuck`, 0 otherwise.
+    /// Idle for at least this long: `500ms`, `30s`, `5m`, `2h`, at most `365d`; default 30s
+    /// for `stuck`, 0 otherwise.
     older_than: Option<String>,
+    /// The most sagas listed.
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
 }
 
+/// Sagas in a state, idlest first.
+#[derive(Debug, Serialize, ToSchema)]
+struct SagaList {
+    state: String,
+    older_than_seconds: f64,
+    sagas: Vec<sagas::SagaSummary>,
+}
+
+/// List sagas by state: by default the stuck ones (unfinished, idle for 30 s or more).
+#[utoipa::path(
+    get,
+    path = "/sagas",
+    tag = "sagas",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The sagas, idlest first.", body = SagaList),
+        Refusals,
+    )
+)]
 async fn list(
     pool: web::Data<PgPool>,
-    query: web::Query<ListQuery>,
+    query: ValidQuery<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let state = query.state.as_deref().unwrap_or("stuck");
@@ -116,7 +158,11 @@ async fn list(
     }
     let mut conn = pool.get().await?;
     let sagas = sagas::idle(&mut conn, &states, older_than, limit).await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "state": state, "older_than_seconds": older_than.as_secs_f64(), "sagas": sagas })))
+    Ok(HttpResponse::Ok().json(SagaList {
+        state: state.to_owned(),
+        older_than_seconds: older_than.as_secs_f64(),
+        sagas,
+    }))
 }
 
 /// Beyond any saga's life, and within what the database's interval arithmetic takes.

@@ -192,11 +192,13 @@ pub async fn gauges(pool: shared::db::PgPool, every: Duration, mut shutdown: Shu
 }
 
 /// A saga as the stuck/state listing shows it.
-#[derive(Debug, Serialize, QueryableByName)]
+#[derive(Debug, Serialize, QueryableByName, utoipa::ToSchema)]
 pub struct SagaSummary {
     #[diesel(sql_type = BigInt)]
     pub order_id: i64,
+    /// `in_flight`, `cancelling`, `completed`, `failed` or `cancelled`.
     #[diesel(sql_type = Text)]
+    #[schema(pattern = "^(in_flight|cancelling|completed|failed|cancelled)$")]
     pub state: String,
     #[diesel(sql_type = Timestamptz)]
     pub started_at: DateTime<Utc>,

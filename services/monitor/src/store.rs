@@ -52,7 +52,8 @@ impl AnyEventHandler for Record {
     }
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize)]
+/// A saga event as the monitor recorded it.
+#[derive(Debug, Clone, Queryable, Selectable, serde::Serialize, utoipa::ToSchema)]
 #[diesel(table_name = saga_events)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct StoredEvent {

@@ -8,21 +8,31 @@ pub const MAX_ITEMS: usize = 50;
 pub const MAX_QUANTITY: i64 = 1_000;
 pub const MAX_IDEMPOTENCY_KEY: usize = 200;
 
-/// `POST /orders` as received. Numbers are read wide (i64) so that an out-of-range value is a
-/// 422 naming the field rather than a decode error.
-#[derive(Debug, Deserialize)]
+/// An order to place (`POST /orders`).
+// Numbers are read wide (i64) so that an out-of-range value is a 422 naming the field rather
+// than a decode error.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRequest {
+    /// Who orders, and pays.
+    #[schema(minimum = 1)]
     pub user_id: i64,
+    /// 1 to 50 lines, each product once.
+    #[schema(min_items = 1, max_items = 50)]
     pub items: Vec<LineRequest>,
+    /// A coupon the user holds, used for a discount.
     #[serde(default)]
+    #[schema(minimum = 1)]
     pub user_coupon_id: Option<i64>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One line of an order.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineRequest {
+    #[schema(minimum = 1)]
     pub product_id: i64,
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: i64,
 }
 

@@ -28,13 +28,22 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/o
 pub const NAME: &str = "order";
 pub const DEFAULT_PORT: u16 = 8081;
 
+/// The service's OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    shared::http::openapi::document(NAME, |routes| {
+        routes::configure(routes, Arc::new(waiters::Waiters::default()))
+    })
+}
+
 /// Prepares the database and binds the service, with its status listener.
 pub async fn build(settings: &ServiceSettings) -> anyhow::Result<Application> {
     let pool = prepare_database(&settings.database, MIGRATIONS).await?;
     let waiters = Arc::new(waiters::Waiters::default());
     let routes = {
         let waiters = waiters.clone();
-        move |cfg: &mut actix_web::web::ServiceConfig| routes::configure(cfg, waiters.clone())
+        move |routes: &mut shared::http::openapi::Routes<'_>| {
+            routes::configure(routes, waiters.clone())
+        }
     };
     metrics::describe();
     // LISTEN needs a session of its own: never through a transaction-pooling PgBouncer.

@@ -22,6 +22,11 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/p
 pub const NAME: &str = "product";
 pub const DEFAULT_PORT: u16 = 8082;
 
+/// The service's OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    shared::http::openapi::document(NAME, routes::configure)
+}
+
 /// Prepares the database and binds the service.
 pub async fn build(settings: &ServiceSettings) -> anyhow::Result<Application> {
     let pool = prepare_database(&settings.database, MIGRATIONS).await?;

@@ -5,9 +5,11 @@ use diesel_async::AsyncConnection;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use shared::db::PgPool;
+use shared::http::openapi::{BodyRefusals, NotFound, Refusals, Routes};
 use shared::http::page::PageQuery;
-use shared::http::{ApiError, ValidJson};
+use shared::http::{ApiError, ErrorBody, ValidJson, ValidQuery};
 use shared::money;
+use utoipa::ToSchema;
 
 use crate::repo::{self, Product};
 
@@ -16,33 +18,45 @@ pub const MAX_NAME_CHARS: usize = 200;
 /// The largest stock a product is created or adjusted to, and the largest single adjustment.
 pub const MAX_STOCK: i32 = 1_000_000_000;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/products", web::post().to(create))
-        .route("/products", web::get().to(list))
-        .route("/products/{id}", web::get().to(show))
-        .route("/products/{id}/stock", web::post().to(adjust));
+pub fn configure(routes: &mut Routes<'_>) {
+    routes
+        .route(__path_create, create)
+        .route(__path_list, list)
+        .route(__path_show, show)
+        .route(__path_adjust, adjust);
 }
 
-#[derive(Debug, Deserialize)]
+/// A new product.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateRequest {
+struct NewProduct {
+    /// 1 to 200 characters, surrounding blanks removed.
+    #[schema(min_length = 1, max_length = 200)]
     name: String,
     #[serde(deserialize_with = "money::deserialize")]
+    #[schema(value_type = money::AmountInput)]
     price: Decimal,
     // Wider than the column, so that an out-of-range value is a 422 naming it, not a 400.
+    /// The stock it starts with.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     stock: i64,
 }
 
-#[derive(Debug, Deserialize)]
+/// A change of stock.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AdjustRequest {
+    /// Added to the stock (negative removes); non-zero, at most 10^9 either way.
+    #[schema(minimum = -1_000_000_000, maximum = 1_000_000_000)]
     delta: i64,
 }
 
-#[derive(Debug, Serialize)]
+/// A product.
+#[derive(Debug, Serialize, ToSchema)]
 struct ProductView {
     product_id: i64,
     name: String,
+    #[schema(value_type = money::Amount)]
     price: Decimal,
     stock: i32,
 }
@@ -58,7 +72,8 @@ impl From<Product> for ProductView {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// A page of products, by id.
+#[derive(Debug, Serialize, ToSchema)]
 struct ProductPage {
     products: Vec<ProductView>,
     page: i64,
@@ -104,9 +119,20 @@ fn stock_delta(raw: i64) -> Result<i32, ApiError> {
         })
 }
 
+/// Create a product.
+#[utoipa::path(
+    post,
+    path = "/products",
+    tag = "products",
+    request_body = NewProduct,
+    responses(
+        (status = 201, description = "Created.", body = ProductView),
+        BodyRefusals,
+    )
+)]
 async fn create(
     pool: web::Data<PgPool>,
-    ValidJson(body): ValidJson<CreateRequest>,
+    ValidJson(body): ValidJson<NewProduct>,
 ) -> Result<HttpResponse, ApiError> {
     let name = product_name(&body.name)?;
     let price = money::validate(body.price)
@@ -117,6 +143,18 @@ async fn create(
     Ok(HttpResponse::Created().json(ProductView::from(product)))
 }
 
+/// Read a product.
+#[utoipa::path(
+    get,
+    path = "/products/{id}",
+    tag = "products",
+    params(("id" = i64, Path, description = "The product's id.")),
+    responses(
+        (status = 200, description = "The product.", body = ProductView),
+        NotFound,
+        Refusals,
+    )
+)]
 async fn show(pool: web::Data<PgPool>, path: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let mut conn = pool.get().await?;
     let product = repo::find(&mut conn, path.into_inner())
@@ -125,9 +163,20 @@ async fn show(pool: web::Data<PgPool>, path: web::Path<i64>) -> Result<HttpRespo
     Ok(HttpResponse::Ok().json(ProductView::from(product)))
 }
 
+/// List products, by id.
+#[utoipa::path(
+    get,
+    path = "/products",
+    tag = "products",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of products.", body = ProductPage),
+        Refusals,
+    )
+)]
 async fn list(
     pool: web::Data<PgPool>,
-    query: web::Query<PageQuery>,
+    query: ValidQuery<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let page = query.into_inner().page()?;
     let mut conn = pool.get().await?;
@@ -141,8 +190,25 @@ async fn list(
     }))
 }
 
-/// Adds `delta` to the stock with a conditional update, so that concurrent adjustments and
-/// reservations can never drive it below zero; the refusal says which bound was hit.
+/// Adjust a product's stock.
+///
+/// The stock never goes below 0 nor above 10^9: a change past either bound is refused.
+// A conditional update, so that concurrent adjustments and reservations can never drive the
+// stock below zero; the refusal says which bound was hit.
+#[utoipa::path(
+    post,
+    path = "/products/{id}/stock",
+    tag = "products",
+    params(("id" = i64, Path, description = "The product's id.")),
+    request_body = AdjustRequest,
+    responses(
+        (status = 200, description = "The product with its new stock.", body = ProductView),
+        NotFound,
+        (status = 409, description = "`insufficient_stock` or `stock_limit`: the change would \
+            cross a bound.", body = ErrorBody),
+        BodyRefusals,
+    )
+)]
 async fn adjust(
     pool: web::Data<PgPool>,
     path: web::Path<i64>,

@@ -11,7 +11,7 @@ use crate::amqp::headers;
 use crate::seal::Keyring;
 
 /// One message in a dead-letter queue.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     /// The dead-letter queue it sits in.
     pub queue: String,
@@ -29,6 +29,7 @@ pub struct DeadLetter {
     pub dead_lettered_at: Option<DateTime<Utc>>,
     /// How many times it was replayed already.
     pub replays: i64,
+    #[schema(value_type = Object)]
     pub headers: serde_json::Map<String, serde_json::Value>,
     /// The body as text when it is UTF-8 (otherwise `body_base64` holds it): for a sealed
     /// event, the ids in the clear and the payload encrypted.
@@ -60,7 +61,7 @@ impl DeadLetter {
 }
 
 /// Selects dead letters; every set criterion must match.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Filter {
     /// Consumer names (`order`, ...) or full dead-letter queue names.

@@ -45,7 +45,7 @@ impl Action {
 }
 
 /// A message an operation moved (replayed or purged).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Moved {
     /// Its event id.
     pub event_id: String,
@@ -56,7 +56,7 @@ pub struct Moved {
 }
 
 /// What a replay or purge did.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct OperationReport {
     /// Messages read from the selected queues.
     pub scanned: usize,
@@ -66,7 +66,8 @@ pub struct OperationReport {
     pub dry_run: bool,
     /// Messages moved, in order.
     pub moved: Vec<Moved>,
-    /// Messages that matched but stayed put, with why.
+    /// Messages that matched but stayed put: `[event id, why]` pairs.
+    #[schema(value_type = Vec<Vec<String>>)]
     pub failed: Vec<(String, String)>,
 }
 

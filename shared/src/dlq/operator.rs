@@ -24,7 +24,7 @@ pub fn consumers_from(list: &str) -> Vec<String> {
 }
 
 /// One dead-letter queue: its depth and the messages that matched.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Listing {
     /// The dead-letter queue's full name.
     pub queue: String,

@@ -29,6 +29,29 @@ pub struct JsonRejection {
     field: Option<String>,
 }
 
+impl JsonRejection {
+    pub(super) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        field: Option<String>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            message,
+            field,
+        }
+    }
+}
+
+impl JsonRejection {
+    /// The request field at fault, when there is one.
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+}
+
 impl std::fmt::Display for JsonRejection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.message)
@@ -176,13 +199,22 @@ impl<T: DeserializeOwned + 'static> FromRequest for ValidJson<T> {
 /// Path and query extractor errors as the same JSON body (actix answers plain text otherwise).
 pub fn configure_extractors(cfg: &mut actix_web::web::ServiceConfig) {
     use actix_web::web::{PathConfig, QueryConfig};
-    cfg.app_data(PathConfig::default().error_handler(|err, _req| {
-        let message = err.to_string();
+    cfg.app_data(PathConfig::default().error_handler(|err, req| {
+        // Every route of ours has one path parameter, so the one that failed is that one.
+        let mut params = req.match_info().iter();
+        let field = match (params.next(), params.next()) {
+            (Some((name, _)), None) => Some(name.to_owned()),
+            _ => None,
+        };
+        let message = match &field {
+            Some(name) => format!("{name}: {err}"),
+            None => format!("invalid path parameter: {err}"),
+        };
         JsonRejection {
             status: StatusCode::BAD_REQUEST,
             code: "invalid_path",
-            message: format!("invalid path parameter: {message}"),
-            field: None,
+            message,
+            field,
         }
         .into()
     }))

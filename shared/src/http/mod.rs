@@ -7,7 +7,9 @@ pub mod fallback;
 pub mod health;
 pub mod json;
 pub mod metrics;
+pub mod openapi;
 pub mod page;
+pub mod query;
 
 use std::net::TcpListener;
 
@@ -16,6 +18,7 @@ use anyhow::Context;
 pub use error::{ApiError, ErrorBody, api_error};
 pub use json::{ValidJson, configure_extractors};
 pub use page::Page;
+pub use query::ValidQuery;
 
 /// `raw` if it is a positive id, else a 422 naming `field`.
 pub fn positive_id(field: &str, raw: i64) -> Result<i64, ApiError> {

@@ -6,9 +6,14 @@ pub const MAX_PAGE_SIZE: i64 = 100;
 pub const DEFAULT_PAGE_SIZE: i64 = 20;
 
 /// Query parameters; out-of-range values are an error naming the parameter, not clamped.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// The page, from 1.
+    #[param(minimum = 1, default = 1)]
     pub page: Option<i64>,
+    /// Entries per page.
+    #[param(minimum = 1, maximum = 100, default = 20)]
     pub page_size: Option<i64>,
 }
 

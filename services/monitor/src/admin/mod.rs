@@ -9,124 +9,48 @@
 //! its result as JSON.
 
 mod auth;
-
-use std::num::NonZeroU32;
-use std::path::PathBuf;
+mod settings;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
-use shared::config::AmqpSettings;
 use shared::db::PgPool;
 use shared::dlq::{
-    self, Action, AuditError, AuditTrail, DEFAULT_CONSUMERS, Filter, OperationError, Operator,
-    Refusal, ReplayOptions, Request, consumers_from,
+    self, Action, AuditError, AuditTrail, Filter, OperationError, Operator, Refusal, ReplayOptions,
+    Request, consumers_from,
 };
-use shared::http::{ApiError, ValidJson};
-use shared::seal::Keyring;
+use shared::http::openapi::{BodyRefusals, NotFound, Refusals, Routes};
+use shared::http::{ApiError, ValidJson, ValidQuery};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 pub use auth::{AdminToken, RateLimit};
-
-/// The admin API's settings.
-#[derive(Clone)]
-pub struct AdminSettings {
-    /// `ADMIN_TOKEN`.
-    pub token: AdminToken,
-    /// `ADMIN_RATE_LIMIT`: admin requests per client and minute.
-    pub rate_limit: RateLimit,
-    /// The broker whose dead-letter queues are operated on.
-    pub amqp: AmqpSettings,
-    /// `DLQ_CONSUMERS`: the consumers whose dead-letter queues exist.
-    pub consumers: Vec<String>,
-    /// `ADMIN_PURGE_DIR`: where purged messages are written.
-    pub purge_dir: PathBuf,
-    /// The monitor's keys: list and show decrypt with them (replays send the sealed bytes).
-    pub keys: Option<Keyring>,
-}
-
-impl std::fmt::Debug for AdminSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminSettings")
-            .field("token", &self.token)
-            .field("consumers", &self.consumers)
-            .finish()
-    }
-}
-
-/// The admin API's options.
-#[derive(Clone, clap::Args)]
-pub struct AdminArgs {
-    /// Bearer token of the admin API (dead-letter operations); unset = the API is off.
-    #[arg(long = "admin-token", env = "ADMIN_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Consumers whose dead-letter queues the admin API looks at (comma-separated).
-    #[arg(long = "dlq-consumers", env = "DLQ_CONSUMERS", default_value = DEFAULT_CONSUMERS)]
-    pub consumers: String,
-    /// Where the admin API writes purged messages (default: the system temp directory).
-    #[arg(long = "admin-purge-dir", env = "ADMIN_PURGE_DIR")]
-    pub purge_dir: Option<PathBuf>,
-    /// Admin requests each client may make per minute (a burst of as many), against token
-    /// guessing; past it, 429 with Retry-After.
-    #[arg(
-        long = "admin-rate-limit",
-        env = "ADMIN_RATE_LIMIT",
-        value_name = "PER_MINUTE",
-        default_value = "60"
-    )]
-    pub rate_limit: NonZeroU32,
-    /// The broker identity the admin API operates dead letters as: the operator's, since the
-    /// monitor's own consumer identity may not read dead-letter queues (default: `AMQP_URL`).
-    #[arg(
-        id = "admin_amqp_url",
-        long = "admin-amqp-url",
-        env = "ADMIN_AMQP_URL",
-        hide_env_values = true
-    )]
-    pub amqp_url: Option<String>,
-}
-
-impl std::fmt::Debug for AdminArgs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AdminArgs")
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .field("consumers", &self.consumers)
-            .finish()
-    }
-}
-
-impl AdminSettings {
-    /// `None` when no token is given: the admin API is off.
-    pub fn from_args(args: AdminArgs, amqp: &AmqpSettings) -> Option<Self> {
-        let token = AdminToken::new(args.token?)?;
-        let mut amqp = amqp.clone();
-        if let Some(url) = args.amqp_url.filter(|url| !url.trim().is_empty()) {
-            amqp.url = url;
-        }
-        Some(Self {
-            token,
-            rate_limit: RateLimit::per_minute(args.rate_limit),
-            amqp,
-            consumers: consumers_from(&args.consumers),
-            purge_dir: args.purge_dir.unwrap_or_else(std::env::temp_dir),
-            keys: None,
-        })
-    }
-
-    /// As [`Self::from_args`], from the environment alone.
-    pub fn from_env(amqp: &AmqpSettings) -> anyhow::Result<Option<Self>> {
-        Ok(Self::from_args(
-            shared::config::from_env::<AdminArgs>()?,
-            amqp,
-        ))
-    }
-}
+pub use settings::{AdminArgs, AdminSettings};
 
 /// Mounts the admin routes (`/admin/dlq...`) with `settings`.
-pub fn configure(cfg: &mut web::ServiceConfig, settings: AdminSettings) {
-    cfg.app_data(web::Data::new(settings))
-        .route("/admin/dlq", web::get().to(list))
-        .route("/admin/dlq/replay", web::post().to(replay))
-        .route("/admin/dlq/purge", web::post().to(purge))
-        .route("/admin/dlq/{event_id}", web::get().to(show));
+pub fn configure(routes: &mut Routes<'_>, settings: AdminSettings) {
+    routes
+        .security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        )
+        .app_data(web::Data::new(settings))
+        .route(__path_list, list)
+        .route(__path_replay, replay)
+        .route(__path_purge, purge)
+        .route(__path_show, show);
+}
+
+shared::error_responses! {
+    /// What every admin route may answer besides its own.
+    AdminRefusals {
+        401 => "A missing or wrong bearer token.",
+        429 => "Too many admin requests from this client; `Retry-After` says when to try again.",
+    }
+}
+
+/// The dead-letter queues and what matched.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct DeadLetters {
+    queues: Vec<dlq::Listing>,
 }
 
 fn authorize(request: &HttpRequest, settings: &AdminSettings) -> Result<(), ApiError> {
@@ -149,15 +73,21 @@ fn actor(request: &HttpRequest) -> String {
 }
 
 /// The list filter as a query string: lists are comma-separated (a query string has no arrays).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Consumers (`order`, ...) or dead-letter queue names, comma-separated.
     queue: Option<String>,
     event_type: Option<String>,
     order_id: Option<i64>,
+    /// A case-insensitive part of the reason or the error.
     reason: Option<String>,
+    /// Dead-lettered at or after.
     since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Dead-lettered before.
     until: Option<chrono::DateTime<chrono::Utc>>,
+    /// Event ids, comma-separated.
     id: Option<String>,
 }
 
@@ -176,10 +106,24 @@ impl From<ListQuery> for Filter {
     }
 }
 
+/// List dead letters, by queue.
+#[utoipa::path(
+    get,
+    path = "/admin/dlq",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Every dead-letter queue and its matching messages.",
+            body = DeadLetters),
+        AdminRefusals,
+        Refusals,
+    )
+)]
 async fn list(
     request: HttpRequest,
     settings: web::Data<AdminSettings>,
-    query: web::Query<ListQuery>,
+    query: ValidQuery<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&request, &settings)?;
     let filter: Filter = query.into_inner().into();
@@ -188,9 +132,23 @@ async fn list(
         .list(&filter)
         .await
         .map_err(ApiError::Internal)?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "queues": listings })))
+    Ok(HttpResponse::Ok().json(DeadLetters { queues: listings }))
 }
 
+/// Read one dead letter (decrypted, with the monitor's keys).
+#[utoipa::path(
+    get,
+    path = "/admin/dlq/{event_id}",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(("event_id" = String, Path, description = "The event id (AMQP message id).")),
+    responses(
+        (status = 200, description = "The dead letter.", body = dlq::DeadLetter),
+        NotFound,
+        AdminRefusals,
+        Refusals,
+    )
+)]
 async fn show(
     request: HttpRequest,
     settings: web::Data<AdminSettings>,
@@ -211,7 +169,7 @@ async fn show(
 
 /// A replay or purge request body: the filter, plus the explicit consent an unfiltered one
 /// needs. One shape for both routes; each reads the fields it uses.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Operation {
     #[serde(default)]
@@ -223,12 +181,27 @@ struct Operation {
     #[serde(default)]
     dry_run: bool,
     /// Replay only: messages per second.
+    #[schema(exclusive_minimum = 0)]
     rate: Option<f64>,
     /// Purge only: must be true.
     #[serde(default)]
     confirm: bool,
 }
 
+/// Replay dead letters to the queues they came from.
+#[utoipa::path(
+    post,
+    path = "/admin/dlq/replay",
+    tag = "admin",
+    security(("admin_token" = [])),
+    request_body = Operation,
+    responses(
+        (status = 200, description = "What was replayed (or would be, in a dry run).",
+            body = dlq::OperationReport),
+        AdminRefusals,
+        BodyRefusals,
+    )
+)]
 async fn replay(
     request: HttpRequest,
     settings: web::Data<AdminSettings>,
@@ -243,6 +216,20 @@ async fn replay(
     run(&request, &settings, &pool, body, action).await
 }
 
+/// Purge dead letters, writing them to a file on the monitor's host first.
+#[utoipa::path(
+    post,
+    path = "/admin/dlq/purge",
+    tag = "admin",
+    security(("admin_token" = [])),
+    request_body = Operation,
+    responses(
+        (status = 200, description = "What was purged, and where it was written.",
+            body = dlq::OperationReport),
+        AdminRefusals,
+        BodyRefusals,
+    )
+)]
 async fn purge(
     request: HttpRequest,
     settings: web::Data<AdminSettings>,

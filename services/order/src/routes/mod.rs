@@ -4,91 +4,44 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
-use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use shared::db::PgPool;
 use shared::envelope::Envelope;
 use shared::events::{
     BalanceRestorationRequested, FailureReason, OrderCommand, OrderProcessingStarted, PricedItem,
 };
-use shared::http::page::PageQuery;
-use shared::http::{ApiError, ValidJson};
-use shared::money;
+use shared::http::openapi::{BodyRefusals, NotFound, Refusals, Routes};
+use shared::http::{ApiError, ErrorBody, ValidJson};
 use shared::outbox::enqueue_event;
 use shared::seal::Keyring;
+use utoipa::ToSchema;
 
 use crate::domain::{self, NewOrder, OrderRequest, OrderStatus};
-use crate::repo::{self, ItemRow, OrderRow};
+use crate::repo;
 use crate::waiters::Waiters;
+
+mod read;
 
 /// The longest a `wait_ms` long poll holds a request.
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
-pub fn configure(cfg: &mut web::ServiceConfig, waiters: Arc<Waiters>) {
-    configure_reads(cfg, waiters);
-    cfg.route("/orders", web::post().to(place))
-        .route("/orders/{id}/cancel", web::post().to(cancel));
+pub fn configure(routes: &mut Routes<'_>, waiters: Arc<Waiters>) {
+    configure_reads(routes, waiters);
+    routes
+        .route(__path_place, place)
+        .route(__path_cancel, cancel);
 }
 
 /// `GET /orders` and `GET /orders/{id}` alone, for a front that places orders its own way (the
 /// benchmark's single-database reference).
-pub fn configure_reads(cfg: &mut web::ServiceConfig, waiters: Arc<Waiters>) {
-    cfg.app_data(web::Data::from(waiters))
-        .route("/orders", web::get().to(list))
-        .route("/orders/{id}", web::get().to(show));
+pub fn configure_reads(routes: &mut Routes<'_>, waiters: Arc<Waiters>) {
+    routes.app_data(web::Data::from(waiters));
+    read::configure(routes);
 }
 
-#[derive(Debug, Serialize)]
-struct ItemView {
-    product_id: i64,
-    quantity: i32,
-    unit_price: Option<Decimal>,
-}
-
-#[derive(Debug, Serialize)]
-struct OrderView {
-    order_id: i64,
-    user_id: i64,
-    status: OrderStatus,
-    items: Vec<ItemView>,
-    user_coupon_id: Option<i64>,
-    total_amount: Option<Decimal>,
-    discount_amount: Option<Decimal>,
-    paid_amount: Option<Decimal>,
-    failure_reason: Option<String>,
-    failure_code: Option<String>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-fn view(order: OrderRow, items: &[ItemRow]) -> OrderView {
-    OrderView {
-        order_id: order.id,
-        user_id: order.user_id,
-        status: order.status,
-        items: items
-            .iter()
-            .filter(|item| item.order_id == order.id)
-            .map(|item| ItemView {
-                product_id: item.product_id,
-                quantity: item.quantity,
-                unit_price: item.unit_price.map(money::normalize),
-            })
-            .collect(),
-        user_coupon_id: order.user_coupon_id,
-        total_amount: order.total_amount.map(money::normalize),
-        discount_amount: order.discount_amount.map(money::normalize),
-        paid_amount: order.paid_amount.map(money::normalize),
-        failure_reason: order.failure_reason,
-        failure_code: order.failure_code,
-        created_at: order.created_at,
-        updated_at: order.updated_at,
-    }
-}
-
-#[derive(Debug, Serialize)]
+/// An order accepted, or its state when a request is replayed or cancelled.
+#[derive(Debug, Serialize, ToSchema)]
 struct Accepted {
     order_id: i64,
     status: OrderStatus,
@@ -109,6 +62,31 @@ enum Placed {
     Replayed(i64, OrderStatus),
 }
 
+/// Place an order: its saga starts, and the answer comes before it ends.
+///
+/// Poll `GET /orders/{id}?wait_ms=` for the outcome. With an `Idempotency-Key`, the same
+/// request sent again answers 200 with the first order instead of placing another.
+#[utoipa::path(
+    post,
+    path = "/orders",
+    tag = "orders",
+    params(
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "1 to 200 visible characters; the same key with the same request \
+            replays the first answer."),
+        ("traceparent" = Option<String>, Header,
+            description = "W3C trace context; the saga's events join this trace."),
+    ),
+    request_body = OrderRequest,
+    responses(
+        (status = 202, description = "Accepted: the saga started.", body = Accepted),
+        (status = 200, description = "Replayed: this Idempotency-Key placed this order.",
+            body = Accepted),
+        (status = 409, description = "`idempotency_key_reused`: the key was used for another \
+            request.", body = ErrorBody),
+        BodyRefusals,
+    )
+)]
 async fn place(
     pool: web::Data<PgPool>,
     keys: web::Data<Keyring>,
@@ -217,103 +195,21 @@ async fn insert_or_replay(
     .await
 }
 
-#[derive(Debug, Deserialize)]
-struct ShowQuery {
-    wait_ms: Option<i64>,
-}
-
-async fn show(
-    pool: web::Data<PgPool>,
-    waiters: web::Data<Waiters>,
-    path: web::Path<i64>,
-    query: web::Query<ShowQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let id = order_id(path.into_inner())?;
-    let wait = match query.wait_ms {
-        None => Duration::ZERO,
-        Some(ms) if ms < 0 => return Err(ApiError::validation("wait_ms", "must not be negative")),
-        Some(ms) => Duration::from_millis(ms.unsigned_abs()).min(MAX_WAIT),
-    };
-    let deadline = tokio::time::Instant::now() + wait;
-    let parked = waiters.park(id);
-    let order = loop {
-        // Armed before reading, so a change committed between the read and the wait wakes us.
-        let notified = parked.notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let order = read(&pool, id)
-            .await?
-            .ok_or(ApiError::NotFound { what: "order" })?;
-        if order.0.status.is_terminal() || tokio::time::Instant::now() >= deadline {
-            break order;
-        }
-        tokio::select! {
-            _ = notified => {}
-            _ = tokio::time::sleep_until(deadline) => {}
-        }
-    };
-    drop(parked);
-    Ok(HttpResponse::Ok().json(view(order.0, &order.1)))
-}
-
-async fn read(pool: &PgPool, id: i64) -> Result<Option<(OrderRow, Vec<ItemRow>)>, ApiError> {
-    let mut conn = pool.get().await?;
-    let Some(order) = repo::find(&mut conn, id).await? else {
-        return Ok(None);
-    };
-    let items = repo::items(&mut conn, &[id]).await?;
-    Ok(Some((order, items)))
-}
-
-/// Spelled out rather than `#[serde(flatten)]`ing a `PageQuery`: flattening loses the
-/// query string's number parsing.
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    user_id: Option<i64>,
-    page: Option<i64>,
-    page_size: Option<i64>,
-}
-
-#[derive(Debug, Serialize)]
-struct OrderPage {
-    orders: Vec<OrderView>,
-    page: i64,
-    page_size: i64,
-    has_more: bool,
-}
-
-async fn list(
-    pool: web::Data<PgPool>,
-    query: web::Query<ListQuery>,
-) -> Result<HttpResponse, ApiError> {
-    let query = query.into_inner();
-    let user_id = query
-        .user_id
-        .filter(|id| *id > 0)
-        .ok_or_else(|| ApiError::validation("user_id", "a positive user_id is required"))?;
-    let page = PageQuery {
-        page: query.page,
-        page_size: query.page_size,
-    }
-    .page()?;
-    let mut conn = pool.get().await?;
-    let mut orders =
-        repo::list_for_user(&mut conn, user_id, page.offset(), page.fetch_limit()).await?;
-    let has_more = page.trim(&mut orders);
-    let ids: Vec<i64> = orders.iter().map(|order| order.id).collect();
-    let items = repo::items(&mut conn, &ids).await?;
-    Ok(HttpResponse::Ok().json(OrderPage {
-        orders: orders
-            .into_iter()
-            .map(|order| view(order, &items))
-            .collect(),
-        page: page.page,
-        page_size: page.page_size,
-        has_more,
-    }))
-}
-
-/// `COMPLETED` → `CANCELLING`, and the refund request that starts the compensation.
+/// Cancel a completed order: it is refunded, its stock and coupon given back.
+// `COMPLETED` → `CANCELLING`, and the refund request that starts the compensation.
+#[utoipa::path(
+    post,
+    path = "/orders/{id}/cancel",
+    tag = "orders",
+    params(("id" = i64, Path, description = "The order's id.")),
+    responses(
+        (status = 202, description = "Cancelling: the refund started.", body = Accepted),
+        NotFound,
+        (status = 409, description = "`not_cancellable`: only a COMPLETED order can be \
+            cancelled.", body = ErrorBody),
+        Refusals,
+    )
+)]
 async fn cancel(
     pool: web::Data<PgPool>,
     keys: web::Data<Keyring>,
