@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use system::process::{free_port, nginx_binary};
 use system::{BALANCE, COUPON, MONITOR, ORDER, PRODUCT, System};
 use testkit::clients::{Api, BalanceClient, CouponClient, OrderClient, ProductClient};
 use testkit::eventually_async;
@@ -30,7 +31,7 @@ impl Gateway {
     async fn start(upstreams: [(&str, String); 5], extra: &[(&str, &str)]) -> Self {
         let dir = std::env::temp_dir().join(format!("gateway-{}", testkit::unique_suffix()));
         std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port().await;
+        let port = free_port();
         let config = dir.join("nginx.conf");
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sagactl"));
         command
@@ -119,24 +120,6 @@ impl Drop for Gateway {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Debian installs nginx in /usr/sbin, which a non-root PATH may lack.
-fn nginx_binary() -> String {
-    std::env::var("NGINX").unwrap_or_else(|_| {
-        let sbin = "/usr/sbin/nginx";
-        if std::path::Path::new(sbin).exists() {
-            sbin
-        } else {
-            "nginx"
-        }
-        .to_owned()
-    })
-}
-
-async fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
 }
 
 /// A status and JSON body from a raw request, with the response headers.
@@ -230,7 +213,7 @@ async fn every_public_route_reaches_its_service_over_its_instances_and_operator_
 async fn fakes() -> ([(&'static str, String); 5], TcpListener) {
     let hung = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hung_at = hung.local_addr().unwrap().to_string();
-    let refused = format!("127.0.0.1:{}", free_port().await);
+    let refused = format!("127.0.0.1:{}", free_port());
     let upstreams = [
         (ORDER, refused.clone()),
         (PRODUCT, hung_at),
