@@ -66,9 +66,10 @@ pub async fn run(seed_after_start: bool) -> anyhow::Result<()> {
             urls.iter()
                 .find(|(n, _)| *n == name)
                 .map(|(_, u)| u.clone())
-                .unwrap_or_default()
         };
+        // No gateway in front of them: every service at its own address.
         let targets = seed::Targets {
+            gateway_url: String::new(),
             product_url: url(product_service::NAME),
             coupon_url: url(coupon_service::NAME),
             balance_url: url(balance_service::NAME),
