@@ -9,6 +9,8 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use shared::config::parse_duration;
 
+pub mod nginx;
+
 const TEMPLATE: &str = include_str!("../../deploy/gateway/nginx.conf.template");
 const DEFAULT_RUNTIME_DIR: &str = "/tmp/saga-gateway";
 
@@ -86,6 +88,17 @@ pub struct Instances {
 }
 
 impl Instances {
+    /// `instances(service)` for each service of [`ROUTES`].
+    pub fn from_fn(mut instances: impl FnMut(&str) -> Vec<String>) -> Self {
+        Self {
+            order: instances("order"),
+            product: instances("product"),
+            coupon: instances("coupon"),
+            balance: instances("balance"),
+            monitor: instances("monitor"),
+        }
+    }
+
     /// The instances of `service` (one of [`ROUTES`]).
     fn of(&self, service: &str) -> &[String] {
         match service {
@@ -134,6 +147,20 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The settings the `GATEWAY_*` variables give, defaults for the rest: how `sagactl up`
+    /// configures its gateway, whose upstreams it knows itself.
+    pub fn from_env() -> anyhow::Result<Self> {
+        #[derive(Debug, clap::Parser)]
+        #[command(name = "sagactl up (gateway)")]
+        struct FromEnv {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let parsed = <FromEnv as clap::Parser>::try_parse_from(["sagactl up (gateway)"])
+            .map_err(|err| anyhow::anyhow!("the GATEWAY_* variables: {err}"))?;
+        Ok(parsed.settings)
+    }
+
     /// [`Self::runtime_dir`] or its default.
     pub fn runtime_dir(&self) -> PathBuf {
         self.runtime_dir

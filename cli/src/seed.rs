@@ -25,6 +25,17 @@ pub struct Targets {
 }
 
 impl Targets {
+    /// Every service through the gateway at `url`.
+    pub fn gateway(url: String) -> Self {
+        Self {
+            gateway_url: url,
+            product_url: None,
+            coupon_url: None,
+            balance_url: None,
+            order_url: None,
+        }
+    }
+
     fn product(&self) -> &str {
         self.product_url.as_deref().unwrap_or(&self.gateway_url)
     }
