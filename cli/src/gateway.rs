@@ -9,7 +9,12 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use shared::config::parse_duration;
 
+pub mod contract;
+pub mod nginx;
+pub mod page;
+
 const TEMPLATE: &str = include_str!("../../deploy/gateway/nginx.conf.template");
+const DEFAULT_RUNTIME_DIR: &str = "/tmp/saga-gateway";
 
 /// Which public paths go to which service: (service, path prefixes).
 pub const ROUTES: [(&str, &[&str]); 5] = [
@@ -32,12 +37,21 @@ enum GatewayCommand {
     Config(ConfigArgs),
 }
 
-/// The gateway's settings; every service's instances as `host:port,host:port`.
+/// `gateway config`: the gateway's settings, where the services are, where to write.
 #[derive(Debug, Args)]
 pub struct ConfigArgs {
-    /// Where the gateway listens.
-    #[arg(long, env = "GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: String,
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(flatten)]
+    pub instances: Instances,
+    /// Write the configuration here instead of printing it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// Every service's instances, each a `host:port` list.
+#[derive(Debug, Clone, Args)]
+pub struct Instances {
     #[arg(
         long,
         env = "GATEWAY_ORDER",
@@ -73,6 +87,38 @@ pub struct ConfigArgs {
         value_delimiter = ','
     )]
     pub monitor: Vec<String>,
+}
+
+impl Instances {
+    /// `instances(service)` for each service of [`ROUTES`].
+    pub fn from_fn(mut instances: impl FnMut(&str) -> Vec<String>) -> Self {
+        Self {
+            order: instances("order"),
+            product: instances("product"),
+            coupon: instances("coupon"),
+            balance: instances("balance"),
+            monitor: instances("monitor"),
+        }
+    }
+
+    /// The instances of `service` (one of [`ROUTES`]).
+    fn of(&self, service: &str) -> &[String] {
+        match service {
+            "order" => &self.order,
+            "product" => &self.product,
+            "coupon" => &self.coupon,
+            "balance" => &self.balance,
+            _ => &self.monitor,
+        }
+    }
+}
+
+/// How the gateway listens, limits, times out and logs, wherever the services are.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Where the gateway listens.
+    #[arg(long, env = "GATEWAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
     /// Requests per second per client address before a 429.
     #[arg(long, env = "GATEWAY_RATE_LIMIT", default_value_t = 100)]
     pub rate: u32,
@@ -90,37 +136,45 @@ pub struct ConfigArgs {
     pub long_poll_timeout: Duration,
     #[arg(long, env = "GATEWAY_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
-    /// nginx's pid file and temporary files.
-    #[arg(long, env = "GATEWAY_RUNTIME_DIR", default_value = "/tmp/saga-gateway")]
-    pub runtime_dir: PathBuf,
+    /// nginx's pid file and temporary files [default: /tmp/saga-gateway; `sagactl up`: a new
+    /// temporary directory, removed when it stops]
+    #[arg(long, env = "GATEWAY_RUNTIME_DIR")]
+    pub runtime_dir: Option<PathBuf>,
     /// The JSON access log (a file, or /dev/stdout).
     #[arg(long, env = "GATEWAY_ACCESS_LOG", default_value = "/dev/stdout")]
     pub access_log: String,
     /// nginx's own error log.
     #[arg(long, env = "GATEWAY_ERROR_LOG", default_value = "stderr")]
     pub error_log: String,
-    /// Write the configuration here instead of printing it.
-    #[arg(long)]
-    pub out: Option<PathBuf>,
 }
 
-impl ConfigArgs {
-    /// The instances of `service` (one of [`ROUTES`]).
-    fn instances(&self, service: &str) -> &[String] {
-        match service {
-            "order" => &self.order,
-            "product" => &self.product,
-            "coupon" => &self.coupon,
-            "balance" => &self.balance,
-            _ => &self.monitor,
+impl Settings {
+    /// The settings the `GATEWAY_*` variables give, defaults for the rest: how `sagactl up`
+    /// configures its gateway, whose upstreams it knows itself.
+    pub fn from_env() -> anyhow::Result<Self> {
+        #[derive(Debug, clap::Parser)]
+        #[command(name = "sagactl up (gateway)")]
+        struct FromEnv {
+            #[command(flatten)]
+            settings: Settings,
         }
+        let parsed = <FromEnv as clap::Parser>::try_parse_from(["sagactl up (gateway)"])
+            .map_err(|err| anyhow::anyhow!("the GATEWAY_* variables: {err}"))?;
+        Ok(parsed.settings)
+    }
+
+    /// [`Self::runtime_dir`] or its default.
+    pub fn runtime_dir(&self) -> PathBuf {
+        self.runtime_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_RUNTIME_DIR))
     }
 }
 
 pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let GatewayCommand::Config(config) = args.command;
-    let text = render(&config)?;
-    write_contract(&config.runtime_dir)?;
+    let text = render(&config.settings, &config.instances)?;
+    write_contract(&config.settings.runtime_dir())?;
     match &config.out {
         Some(path) => {
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
@@ -137,10 +191,10 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
 pub fn write_contract(runtime_dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(runtime_dir)
         .with_context(|| format!("creating {}", runtime_dir.display()))?;
-    let document = crate::contract::document()?;
+    let document = contract::document()?;
     for (name, content) in [
         ("openapi.json", serde_json::to_vec_pretty(&document)?),
-        ("api.html", crate::api_page::render(&document).into_bytes()),
+        ("api.html", page::render(&document).into_bytes()),
     ] {
         let file = runtime_dir.join(name);
         std::fs::write(&file, content).with_context(|| format!("writing {}", file.display()))?;
@@ -148,11 +202,11 @@ pub fn write_contract(runtime_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The configuration for `args`; refuses a value that could break out of its place in it.
-pub fn render(args: &ConfigArgs) -> anyhow::Result<String> {
+/// The configuration for `instances`; refuses a value that could break out of its place in it.
+pub fn render(args: &Settings, instances: &Instances) -> anyhow::Result<String> {
     let mut upstreams = String::new();
     for (service, _) in ROUTES {
-        let servers = args.instances(service);
+        let servers = instances.of(service);
         if servers.is_empty() {
             bail!("the {service} service needs at least one instance");
         }
@@ -182,7 +236,7 @@ pub fn render(args: &ConfigArgs) -> anyhow::Result<String> {
             ));
         }
     }
-    let runtime_dir = args.runtime_dir.display().to_string();
+    let runtime_dir = args.runtime_dir().display().to_string();
     let values = [
         ("{{UPSTREAMS}}", upstreams),
         ("{{LOCATIONS}}", locations),

@@ -1,7 +1,8 @@
 //! `sagactl`: operate the saga system.
 //!
-//! - `sagactl up [--seed]`: the whole system in one process against the local PostgreSQL and
-//!   RabbitMQ: the four services, the saga monitor and the outbox relay.
+//! - `sagactl up [--seed] [--no-gateway]`: the whole system in one process against the local
+//!   PostgreSQL and RabbitMQ: the four services, the saga monitor and the outbox relay, and the
+//!   API gateway (an nginx child process) in front of them.
 //! - `sagactl seed`: demo products, a coupon and charged users, through the services' own APIs.
 //! - `sagactl dlq list|show|replay|purge`: dead-letter operations, audited.
 //! - `sagactl gateway config`: the API gateway's nginx configuration, with the API contract
@@ -11,9 +12,7 @@
 //! - `sagactl keys generate`: a new event key set (signing, verification and data keys).
 //! - `sagactl verify`: the invariants of docs/invariants.md, checked across all databases.
 
-mod api_page;
 mod broker;
-mod contract;
 mod dlq;
 mod gateway;
 mod keys;
@@ -33,13 +32,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run every service and the relay in this process until Ctrl-C. Databases are created and
-    /// migrated and the broker topology declared on the way up.
-    Up {
-        /// Seed demo data once everything is up.
-        #[arg(long)]
-        seed: bool,
-    },
+    /// Run every service and the relay in this process until Ctrl-C, and the API gateway (nginx,
+    /// when installed) in front of them. Databases are created and migrated and the broker
+    /// topology declared on the way up. The gateway takes the GATEWAY_* variables of `sagactl
+    /// gateway config` (docs/gateway.md) but for the upstreams, which are the services started
+    /// here; NGINX names its binary.
+    Up(up::UpArgs),
     /// Create demo products, a coupon and charged users through the running services.
     Seed(seed::Targets),
     /// Dead-letter queues: list, show, replay, purge.
@@ -60,7 +58,7 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init("sagactl");
     match Cli::parse().command {
-        Command::Up { seed } => up::run(seed).await,
+        Command::Up(args) => up::run(args).await,
         Command::Seed(targets) => seed::run(&targets).await.map(|_| ()),
         Command::Dlq(args) => dlq::run(args).await,
         Command::Gateway(args) => gateway::run(args),

@@ -4,17 +4,53 @@
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-/// Where the services listen.
+/// Where the services are: all through the API gateway, unless one is named on its own.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Targets {
-    #[arg(long, env = "PRODUCT_URL", default_value = "http://127.0.0.1:8082")]
-    pub product_url: String,
-    #[arg(long, env = "COUPON_URL", default_value = "http://127.0.0.1:8083")]
-    pub coupon_url: String,
-    #[arg(long, env = "BALANCE_URL", default_value = "http://127.0.0.1:8084")]
-    pub balance_url: String,
-    #[arg(long, env = "ORDER_URL", default_value = "http://127.0.0.1:8081")]
-    pub order_url: String,
+    /// The API gateway, which every service is reached through by default.
+    #[arg(long, env = "GATEWAY_URL", default_value = "http://127.0.0.1:8080")]
+    pub gateway_url: String,
+    /// The product service itself, e.g. http://127.0.0.1:8082 [default: the gateway]
+    #[arg(long, env = "PRODUCT_URL")]
+    pub product_url: Option<String>,
+    /// The coupon service itself [default: the gateway]
+    #[arg(long, env = "COUPON_URL")]
+    pub coupon_url: Option<String>,
+    /// The balance service itself [default: the gateway]
+    #[arg(long, env = "BALANCE_URL")]
+    pub balance_url: Option<String>,
+    /// The order service itself (only named in the hints printed) [default: the gateway]
+    #[arg(long, env = "ORDER_URL")]
+    pub order_url: Option<String>,
+}
+
+impl Targets {
+    /// Every service through the gateway at `url`.
+    pub fn gateway(url: String) -> Self {
+        Self {
+            gateway_url: url,
+            product_url: None,
+            coupon_url: None,
+            balance_url: None,
+            order_url: None,
+        }
+    }
+
+    fn product(&self) -> &str {
+        self.product_url.as_deref().unwrap_or(&self.gateway_url)
+    }
+
+    fn coupon(&self) -> &str {
+        self.coupon_url.as_deref().unwrap_or(&self.gateway_url)
+    }
+
+    fn balance(&self) -> &str {
+        self.balance_url.as_deref().unwrap_or(&self.gateway_url)
+    }
+
+    fn order(&self) -> &str {
+        self.order_url.as_deref().unwrap_or(&self.gateway_url)
+    }
 }
 
 const PRODUCTS: [(&str, &str, i64); 4] = [
@@ -31,7 +67,7 @@ pub async fn run(targets: &Targets) -> anyhow::Result<Vec<i64>> {
     for (name, price, stock) in PRODUCTS {
         let created = post(
             &client,
-            &format!("{}/products", targets.product_url),
+            &format!("{}/products", targets.product()),
             json!({"name": name, "price": price, "stock": stock}),
         )
         .await?;
@@ -43,7 +79,7 @@ pub async fn run(targets: &Targets) -> anyhow::Result<Vec<i64>> {
     }
     let coupon = post(
         &client,
-        &format!("{}/coupons", targets.coupon_url),
+        &format!("{}/coupons", targets.coupon()),
         json!({"name": "WELCOME10", "discount_type": "PERCENT", "discount_value": "10", "total_quantity": 100}),
     )
     .await?;
@@ -54,13 +90,13 @@ pub async fn run(targets: &Targets) -> anyhow::Result<Vec<i64>> {
     for user_id in 1..=3 {
         post(
             &client,
-            &format!("{}/balances/{user_id}/charge", targets.balance_url),
+            &format!("{}/balances/{user_id}/charge", targets.balance()),
             json!({"amount": "1000.00"}),
         )
         .await?;
         let issued = post(
             &client,
-            &format!("{}/coupons/{coupon_id}/issue", targets.coupon_url),
+            &format!("{}/coupons/{coupon_id}/issue", targets.coupon()),
             json!({"user_id": user_id}),
         )
         .await?;
@@ -74,9 +110,11 @@ pub async fn run(targets: &Targets) -> anyhow::Result<Vec<i64>> {
     );
     println!(
         "try:\n  curl -s -XPOST {}/orders -H 'content-type: application/json' \\\n    -d '{{\"user_id\":1,\"items\":[{{\"product_id\":{},\"quantity\":2}}],\"user_coupon_id\":{}}}'",
-        targets.order_url, product_ids[0], user_coupons[0].1
+        targets.order(),
+        product_ids[0],
+        user_coupons[0].1
     );
-    println!("  curl -s '{}/orders/1?wait_ms=5000'", targets.order_url);
+    println!("  curl -s '{}/orders/1?wait_ms=5000'", targets.order());
     Ok(product_ids)
 }
 

@@ -1,4 +1,6 @@
-//! `sagactl up`: every service and the relay in one process, stopped together on Ctrl-C.
+//! `sagactl up`: every service and the relay in one process, and the API gateway (nginx) in
+//! front of them as a child process when nginx is installed; stopped together on Ctrl-C or
+//! SIGTERM.
 
 use std::future::Future;
 
@@ -7,6 +9,7 @@ use shared::service::{Application, ServiceSettings};
 use shared::shutdown::Shutdown;
 use tokio::task::JoinSet;
 
+use crate::gateway::{self, nginx, nginx::Nginx};
 use crate::seed;
 
 type Builder = fn(
@@ -32,10 +35,21 @@ const SERVICES: [(&str, u16, Builder); 5] = [
     }),
 ];
 
-pub async fn run(seed_after_start: bool) -> anyhow::Result<()> {
+/// `sagactl up`'s flags.
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Seed demo data once everything is up (through the gateway when it runs).
+    #[arg(long)]
+    pub seed: bool,
+    /// Do not start the API gateway (nginx) in front of the services.
+    #[arg(long)]
+    pub no_gateway: bool,
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let shutdown = Shutdown::from_os_signals();
     let mut tasks = JoinSet::new();
-    let mut urls = Vec::new();
+    let mut addresses = Vec::new();
     for (name, port, build) in SERVICES {
         let settings = ServiceSettings::from_env(name, port)?;
         let app = build(&settings)
@@ -43,7 +57,7 @@ pub async fn run(seed_after_start: bool) -> anyhow::Result<()> {
             .with_context(|| format!("starting the {name} service"))?;
         let url = format!("http://{}:{}", settings.host, app.port());
         println!("{name:<8} {url}");
-        urls.push((name, url));
+        addresses.push((name, reachable(&settings.host, app.port())));
         let shutdown = shutdown.clone();
         tasks.spawn(async move {
             app.run(shutdown)
@@ -51,8 +65,14 @@ pub async fn run(seed_after_start: bool) -> anyhow::Result<()> {
                 .with_context(|| format!("{name} service"))
         });
     }
-    // The services created and migrated their databases; now the relay can serve them.
+    // Read before the gateway starts, so that no error can leave it behind.
     let relay_settings = outbox_relay::RelaySettings::from_env()?;
+    let gateway = if args.no_gateway {
+        None
+    } else {
+        start_gateway(&addresses, &shutdown, &mut tasks).await?
+    };
+    // The services created and migrated their databases; now the relay can serve them.
     println!(
         "relay    {} database(s), exchange {}.events",
         relay_settings.database_urls.len(),
@@ -61,22 +81,10 @@ pub async fn run(seed_after_start: bool) -> anyhow::Result<()> {
     tasks.spawn(outbox_relay::run(relay_settings, shutdown.clone()));
     println!("\nall up; Ctrl-C stops everything\n");
 
-    if seed_after_start {
-        let url = |name: &str| {
-            urls.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, u)| u.clone())
-                .unwrap_or_default()
-        };
-        let targets = seed::Targets {
-            product_url: url(product_service::NAME),
-            coupon_url: url(coupon_service::NAME),
-            balance_url: url(balance_service::NAME),
-            order_url: url(order_service::NAME),
-        };
-        if let Err(err) = seed::run(&targets).await {
-            tracing::error!(error = format!("{err:#}"), "seeding failed");
-        }
+    if args.seed
+        && let Err(err) = seed::run(&seed_targets(gateway, &addresses)).await
+    {
+        tracing::error!(error = format!("{err:#}"), "seeding failed");
     }
 
     let mut failure = None;
@@ -95,5 +103,64 @@ pub async fn run(seed_after_start: bool) -> anyhow::Result<()> {
             println!("stopped cleanly");
             Ok(())
         }
+    }
+}
+
+/// The gateway in front of the services at `addresses`, stopped on `shutdown`; its URL, or
+/// `None` when nginx is not installed (the services run without it).
+async fn start_gateway(
+    addresses: &[(&str, String)],
+    shutdown: &Shutdown,
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<Option<String>> {
+    let binary = match nginx::find() {
+        Ok(binary) => binary,
+        Err(missing) => {
+            println!(
+                "gateway  not started: {missing} (apt-get install nginx-light, or NGINX=/path/to/nginx); use the services' own ports"
+            );
+            return Ok(None);
+        }
+    };
+    let settings = gateway::Settings::from_env()?;
+    let instances = gateway::Instances::from_fn(|service| {
+        let address = addresses.iter().find(|(name, _)| *name == service);
+        address.map(|(_, a)| a.clone()).into_iter().collect()
+    });
+    let nginx = Nginx::start(&binary, settings, &instances)
+        .await
+        .context("starting the gateway (--no-gateway runs without it)")?;
+    let url = nginx.url().to_owned();
+    println!("{:<8} {url}", "gateway");
+    tasks.spawn(nginx.supervise(shutdown.clone()));
+    Ok(Some(url))
+}
+
+/// Through the gateway when it runs, else to each service directly.
+fn seed_targets(gateway: Option<String>, addresses: &[(&str, String)]) -> seed::Targets {
+    let direct = |name: &str| {
+        let address = addresses.iter().find(|(n, _)| *n == name);
+        address.map(|(_, address)| format!("http://{address}"))
+    };
+    match gateway {
+        Some(url) => seed::Targets::gateway(url),
+        None => seed::Targets {
+            gateway_url: String::new(),
+            product_url: direct(product_service::NAME),
+            coupon_url: direct(coupon_service::NAME),
+            balance_url: direct(balance_service::NAME),
+            order_url: direct(order_service::NAME),
+        },
+    }
+}
+
+/// `host:port` as a client on this machine reaches a service listening there: a wildcard
+/// address through the loopback interface, an IPv6 address in brackets.
+fn reachable(host: &str, port: u16) -> String {
+    match host {
+        "0.0.0.0" | "" => format!("127.0.0.1:{port}"),
+        "::" => format!("[::1]:{port}"),
+        v6 if v6.contains(':') && !v6.starts_with('[') => format!("[{v6}]:{port}"),
+        other => format!("{other}:{port}"),
     }
 }

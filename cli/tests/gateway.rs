@@ -8,136 +8,13 @@
 mod system;
 
 use std::collections::HashSet;
-use std::path::PathBuf;
-use std::time::Duration;
 
 use serde_json::{Value, json};
+use system::gateway::Gateway;
+use system::process::free_port;
 use system::{BALANCE, COUPON, MONITOR, ORDER, PRODUCT, System};
-use testkit::clients::{Api, BalanceClient, CouponClient, OrderClient, ProductClient};
-use testkit::eventually_async;
+use testkit::clients::{BalanceClient, CouponClient, OrderClient, ProductClient};
 use tokio::net::TcpListener;
-
-/// nginx started on a configuration `sagactl gateway config` wrote; killed when dropped.
-struct Gateway {
-    nginx: tokio::process::Child,
-    url: String,
-    dir: PathBuf,
-    client: reqwest::Client,
-}
-
-impl Gateway {
-    /// The gateway with `upstreams` per service (`host:port` lists) and `extra` variables.
-    async fn start(upstreams: [(&str, String); 5], extra: &[(&str, &str)]) -> Self {
-        let dir = std::env::temp_dir().join(format!("gateway-{}", testkit::unique_suffix()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let port = free_port().await;
-        let config = dir.join("nginx.conf");
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_sagactl"));
-        command
-            .args(["gateway", "config", "--out", config.to_str().unwrap()])
-            .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
-            .env("GATEWAY_RUNTIME_DIR", &dir)
-            .env("GATEWAY_ACCESS_LOG", dir.join("access.log"))
-            .env("GATEWAY_ERROR_LOG", dir.join("error.log"));
-        for (service, servers) in upstreams {
-            command.env(format!("GATEWAY_{}", service.to_uppercase()), servers);
-        }
-        for (key, value) in extra {
-            command.env(key, value);
-        }
-        let output = command.output().await.unwrap();
-        assert!(output.status.success(), "{output:?}");
-        // Its logs go to files: inheriting the test's output would keep it open past the test.
-        let nginx = tokio::process::Command::new(nginx_binary())
-            .arg("-p")
-            .arg(&dir)
-            .arg("-c")
-            .arg(&config)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("nginx (scripts/test.sh installs it)");
-        let address = format!("127.0.0.1:{port}");
-        eventually_async(Duration::from_secs(10), "nginx to listen", || async {
-            tokio::net::TcpStream::connect(&address)
-                .await
-                .ok()
-                .map(|_| ())
-        })
-        .await;
-        Self {
-            nginx,
-            url: format!("http://{address}"),
-            dir,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    /// In front of every instance of `s`.
-    async fn before(s: &System, extra: &[(&str, &str)]) -> Self {
-        let servers = |name: &str| {
-            let list: Vec<String> = s
-                .instances(name)
-                .iter()
-                .map(|app| app.base_url.trim_start_matches("http://").to_owned())
-                .collect();
-            list.join(",")
-        };
-        let upstreams = [ORDER, PRODUCT, COUPON, BALANCE, MONITOR].map(|n| (n, servers(n)));
-        Self::start(upstreams, extra).await
-    }
-
-    fn api(&self) -> Api {
-        Api::new(self.url.clone(), self.client.clone())
-    }
-
-    /// The access log's entries so far.
-    fn log(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.dir.join("access.log")).unwrap_or_default();
-        text.lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect()
-    }
-}
-
-impl Drop for Gateway {
-    /// SIGTERM to the master, which stops its workers (a SIGKILL would orphan them, still
-    /// listening), then waits for it.
-    fn drop(&mut self) {
-        if let Some(pid) = self.nginx.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-            for _ in 0..100 {
-                if matches!(self.nginx.try_wait(), Ok(Some(_))) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Debian installs nginx in /usr/sbin, which a non-root PATH may lack.
-fn nginx_binary() -> String {
-    std::env::var("NGINX").unwrap_or_else(|_| {
-        let sbin = "/usr/sbin/nginx";
-        if std::path::Path::new(sbin).exists() {
-            sbin
-        } else {
-            "nginx"
-        }
-        .to_owned()
-    })
-}
-
-async fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    listener.local_addr().unwrap().port()
-}
 
 /// A status and JSON body from a raw request, with the response headers.
 async fn send(request: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, Value) {
@@ -230,7 +107,7 @@ async fn every_public_route_reaches_its_service_over_its_instances_and_operator_
 async fn fakes() -> ([(&'static str, String); 5], TcpListener) {
     let hung = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hung_at = hung.local_addr().unwrap().to_string();
-    let refused = format!("127.0.0.1:{}", free_port().await);
+    let refused = format!("127.0.0.1:{}", free_port());
     let upstreams = [
         (ORDER, refused.clone()),
         (PRODUCT, hung_at),

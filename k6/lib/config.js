@@ -15,10 +15,12 @@ const num = (name, fallback) => {
 
 export { env, num };
 
-export const ORDER_URL = env('ORDER_URL', 'http://127.0.0.1:8081');
-export const PRODUCT_URL = env('PRODUCT_URL', 'http://127.0.0.1:8082');
-export const COUPON_URL = env('COUPON_URL', 'http://127.0.0.1:8083');
-export const BALANCE_URL = env('BALANCE_URL', 'http://127.0.0.1:8084');
+// Every service through the API gateway (`sagactl up` runs it on 8080), unless its own URL is set.
+export const GATEWAY_URL = env('GATEWAY_URL', 'http://127.0.0.1:8080');
+export const ORDER_URL = env('ORDER_URL', GATEWAY_URL);
+export const PRODUCT_URL = env('PRODUCT_URL', GATEWAY_URL);
+export const COUPON_URL = env('COUPON_URL', GATEWAY_URL);
+export const BALANCE_URL = env('BALANCE_URL', GATEWAY_URL);
 
 export const SCENARIO = env('SCENARIO', 'constant');
 export const RATE = num('RATE', 20);

@@ -9,13 +9,22 @@ import {
 } from './config.js';
 import { JSON_HEADERS, batched, post } from './http.js';
 
+// A public read of each service that answers 200 once it serves: through the gateway a
+// service's own /ready is not reachable (an operator endpoint, kept off the gateway).
+const PROBES = () => [
+  `${ORDER_URL}/orders?user_id=1`,
+  `${PRODUCT_URL}/products`,
+  `${COUPON_URL}/users/1/coupons`,
+  `${BALANCE_URL}/balances/1/history`,
+];
+
 function waitReady() {
   const deadline = Date.now() + 60000;
-  for (const base of [ORDER_URL, PRODUCT_URL, COUPON_URL, BALANCE_URL]) {
+  for (const url of PROBES()) {
     for (;;) {
-      const res = http.get(`${base}/ready`, { tags: { name: 'setup /ready' }, responseCallback: http.expectedStatuses(200, 503) });
+      const res = http.get(url, { tags: { name: 'setup ready' }, responseCallback: http.expectedStatuses({ min: 200, max: 599 }) });
       if (res.status === 200) break;
-      if (Date.now() > deadline) throw new Error(`${base}/ready is not 200 (last: ${res.status} ${res.error || ''})`);
+      if (Date.now() > deadline) throw new Error(`${url} is not 200 (last: ${res.status} ${res.error || ''})`);
       sleep(0.5);
     }
   }

@@ -6,6 +6,9 @@
 
 #![allow(dead_code, clippy::unwrap_used)] // each test binary uses part of the harness
 
+pub mod gateway;
+pub mod process;
+
 use std::collections::HashMap;
 use std::time::Duration;
 

@@ -60,6 +60,36 @@ pub async fn credit(
         .await
 }
 
+/// Adds a charge of `amount` unless the balance would pass `ceiling` (what the column holds, and
+/// what an amount may be); `None` when it would. The sum is compared before it is stored, so
+/// the refusal is a clear answer rather than the column's overflow error.
+pub async fn charge(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    amount: Decimal,
+    ceiling: Decimal,
+) -> QueryResult<Option<Decimal>> {
+    #[derive(QueryableByName)]
+    struct After {
+        #[diesel(sql_type = diesel::sql_types::Numeric)]
+        balance: Decimal,
+    }
+    let after: Option<After> = diesel::sql_query(
+        "INSERT INTO balances (user_id, balance) VALUES ($1, $2) \
+         ON CONFLICT (user_id) DO UPDATE \
+             SET balance = balances.balance + EXCLUDED.balance, updated_at = now() \
+             WHERE balances.balance + EXCLUDED.balance <= $3 \
+         RETURNING balance",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(user_id)
+    .bind::<diesel::sql_types::Numeric, _>(amount)
+    .bind::<diesel::sql_types::Numeric, _>(ceiling)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(after.map(|after| after.balance))
+}
+
 /// Subtracts `amount` only if the balance covers it (the conditional update is what keeps
 /// concurrent payments from driving a balance negative); `None` when it does not.
 pub async fn debit(

@@ -96,9 +96,13 @@ async fn charge(
     let mut conn = pool.get().await?;
     let balance = conn
         .transaction(async |tx| {
-            let after = repo::credit(tx, user_id, amount).await?;
+            let after = repo::charge(tx, user_id, amount, money::MAX)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::validation("amount", format!("the balance would pass {}", money::MAX))
+                })?;
             repo::record(tx, user_id, repo::LedgerKind::Charge, amount, None, after).await?;
-            Ok::<_, diesel::result::Error>(after)
+            Ok::<_, ApiError>(after)
         })
         .await?;
     Ok(HttpResponse::Ok().json(BalanceView {

@@ -149,6 +149,31 @@ async fn bad_charges_are_refused_naming_the_field() {
     s.app.stop().await;
 }
 
+/// Found by the contract fuzzer: a charge that took the balance past what the column holds was
+/// the database's overflow error, a 500.
+#[tokio::test]
+async fn a_charge_past_the_largest_balance_is_refused_and_changes_nothing() {
+    let s = start().await;
+    let balances = BalanceClient::new(&s.app);
+    balances.charge(9, "999999999998.99").await;
+    let (status, error) = s
+        .app
+        .post("/balances/9/charge", &json!({"amount": "1.01"}))
+        .await;
+    assert_eq!(
+        (status, error["error"]["field"].as_str()),
+        (422, Some("amount")),
+        "{error}"
+    );
+    assert_eq!(balances.balance(9).await, "999999999998.99");
+    let (_, history) = s.app.get("/balances/9/history").await;
+    assert_eq!(history["entries"].as_array().unwrap().len(), 1, "{history}");
+    // Up to the largest balance exactly is still a charge.
+    balances.charge(9, "1.00").await;
+    assert_eq!(balances.balance(9).await, "999999999999.99");
+    s.app.stop().await;
+}
+
 #[tokio::test]
 async fn a_covered_payment_is_deducted_once_and_reported() {
     let s = start().await;

@@ -26,7 +26,9 @@ pub fn decode<T: DeserializeOwned>(raw: &str) -> Result<T, JsonRejection> {
     serde_path_to_error::deserialize(deserializer).map_err(|err| {
         let path = err.path().to_string();
         let cause = err.into_inner().to_string();
-        let field = (path != ".").then_some(path);
+        // A duplicate or missing parameter is reported at the top, its name only in the words.
+        let named = || cause.split('`').nth(1).map(str::to_owned);
+        let field = if path == "." { named() } else { Some(path) };
         let message = match &field {
             Some(name) => format!("{name}: {cause}"),
             None => format!("invalid query string: {cause}"),
@@ -62,6 +64,8 @@ mod tests {
     fn a_value_that_does_not_parse_names_its_parameter() {
         let err = decode::<Query>("page=2&user_id=abc").expect_err("abc is no number");
         assert_eq!(err.field(), Some("user_id"), "{err}");
+        let twice = decode::<Query>("page=2&page=3").expect_err("page twice");
+        assert_eq!(twice.field(), Some("page"), "{twice}");
         assert!(decode::<Query>("page=2&user_id=7").is_ok());
         assert!(decode::<Query>("").is_ok());
     }

@@ -281,18 +281,38 @@ fn yes_no(value: &Value) -> &'static str {
 
 fn paragraph(value: &Value) -> String {
     match value.as_str() {
-        Some(words) if !words.is_empty() => format!("<p>{}</p>", escape(words)),
+        Some(words) if !words.is_empty() => format!("<p>{}</p>", text(value)),
         _ => String::new(),
     }
 }
 
-/// A JSON value as escaped text: a string as it is, anything else as JSON.
+/// A JSON value as escaped text: a string as it is (its `code spans` as code), anything else
+/// as JSON.
 fn text(value: &Value) -> String {
     match value {
         Value::Null => String::new(),
-        Value::String(words) => escape(words),
+        Value::String(words) => code_spans(&escape(words)),
         other => escape(&other.to_string()),
     }
+}
+
+/// `a` `b` → <code>a</code> <code>b</code>; an unpaired backtick stays as it is.
+fn code_spans(escaped: &str) -> String {
+    let parts: Vec<&str> = escaped.split('`').collect();
+    if parts.len().is_multiple_of(2) {
+        return escaped.to_owned();
+    }
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                format!("<code>{part}</code>")
+            } else {
+                (*part).to_owned()
+            }
+        })
+        .collect()
 }
 
 fn escape(raw: &str) -> String {
@@ -348,5 +368,10 @@ mod tests {
         }
         assert!(page.contains("T &lt;x&gt;") && !page.contains("<x>"));
         assert!(page.contains("Read &lt;a&gt;"));
+        assert_eq!(
+            code_spans("use `a` or `b`"),
+            "use <code>a</code> or <code>b</code>"
+        );
+        assert_eq!(code_spans("one ` alone"), "one ` alone");
     }
 }

@@ -71,6 +71,7 @@ fn add_gateway_answers(document: &mut Value) {
 mod tests {
     use super::*;
     use crate::gateway::ROUTES;
+    use crate::gateway::page;
 
     /// Every documented path goes through the gateway to the service that documents it, and
     /// every path the gateway routes is documented.
@@ -115,7 +116,7 @@ mod tests {
     fn merging_loses_nothing() -> anyhow::Result<()> {
         let merged = document()?;
         let mut ids = std::collections::HashSet::new();
-        for operation in crate::api_page::operations(&merged) {
+        for operation in page::operations(&merged) {
             let id = operation_id(&merged, operation.method, operation.path);
             assert!(ids.insert(id.clone()), "operation id {id} twice");
         }
@@ -152,7 +153,7 @@ mod tests {
     #[test]
     fn every_operation_carries_the_gateway_answers() -> anyhow::Result<()> {
         let document = document()?;
-        let operations = crate::api_page::operations(&document);
+        let operations = page::operations(&document);
         assert!(operations.len() >= 18, "{} operations", operations.len());
         for operation in operations {
             let responses = &document["paths"][operation.path][operation.method]["responses"];
