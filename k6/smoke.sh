@@ -9,7 +9,8 @@
 #      MIX, P95, … (passed through to k6), PG_URL (postgres://postgres@127.0.0.1:5432),
 #      AMQP_URL, READY_TIMEOUT (180s), STOP_TIMEOUT (30s), KEEP_LOG=1, CARGO_TARGET_DIR,
 #      NGINX (the nginx binary), GATEWAY_RATE_LIMIT and GATEWAY_BURST (100000: k6 is one client
-#      address, which the gateway's default limit of 100 requests/s would refuse).
+#      address, which the gateway's default limit of 100 requests/s would refuse), DIRECT=1
+#      (k6 to the services' own ports instead of the gateway: for bench/run-gateway.sh).
 # Exit status: non-zero if the build, start-up, k6 (thresholds) or verify fails, or the gateway
 # outlives sagactl.
 set -euo pipefail
@@ -190,9 +191,16 @@ log "gateway ready at ${GATEWAY_URL}"
 
 mkdir -p k6/results
 k6_rc=0
-# Every request through the gateway: no service URL of the caller's may override it.
-env -u ORDER_URL -u PRODUCT_URL -u COUPON_URL -u BALANCE_URL \
-  GATEWAY_URL="${GATEWAY_URL}" RATE="${RATE:-5}" DURATION="${DURATION:-15s}" \
+if [[ "${DIRECT:-0}" == 1 ]]; then
+  # The gateway's benchmark (bench/run-gateway.sh) also measures without it: every request
+  # straight to its service.
+  targets=(ORDER_URL="${URL[order]}" PRODUCT_URL="${URL[product]}" COUPON_URL="${URL[coupon]}"
+    BALANCE_URL="${URL[balance]}")
+else
+  # Every request through the gateway: no service URL of the caller's may override it.
+  targets=(-u ORDER_URL -u PRODUCT_URL -u COUPON_URL -u BALANCE_URL GATEWAY_URL="${GATEWAY_URL}")
+fi
+env "${targets[@]}" RATE="${RATE:-5}" DURATION="${DURATION:-15s}" \
   SUMMARY_JSON="${SUMMARY_JSON:-k6/results/summary.json}" \
   k6 run --quiet k6/saga.js || k6_rc=$?
 if ((k6_rc != 0)); then

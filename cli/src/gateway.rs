@@ -187,17 +187,37 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
 }
 
 /// Writes the API contract (`openapi.json`) and its page (`api.html`) into `runtime_dir`,
-/// where the configuration serves them from (`/openapi.json`, `/docs`).
+/// where the configuration serves them from (`/openapi.json`, `/docs`). A directory others may
+/// write to is refused, and each file is written new and renamed into place, so a file or
+/// link someone else put there is replaced, never written through.
 pub fn write_contract(runtime_dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(runtime_dir)
         .with_context(|| format!("creating {}", runtime_dir.display()))?;
+    let mode = std::fs::metadata(runtime_dir)?.permissions().mode();
+    if mode & 0o022 != 0 {
+        bail!(
+            "{} may be written by other users (mode {:o}): choose another GATEWAY_RUNTIME_DIR",
+            runtime_dir.display(),
+            mode & 0o777
+        );
+    }
     let document = contract::document()?;
     for (name, content) in [
         ("openapi.json", serde_json::to_vec_pretty(&document)?),
         ("api.html", page::render(&document).into_bytes()),
     ] {
         let file = runtime_dir.join(name);
-        std::fs::write(&file, content).with_context(|| format!("writing {}", file.display()))?;
+        let fresh = runtime_dir.join(format!(".{name}.{}", std::process::id()));
+        let _ = std::fs::remove_file(&fresh);
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&fresh)
+            .with_context(|| format!("creating {}", fresh.display()))?;
+        std::io::Write::write_all(&mut out, &content)
+            .with_context(|| format!("writing {}", fresh.display()))?;
+        std::fs::rename(&fresh, &file).with_context(|| format!("writing {}", file.display()))?;
     }
     Ok(())
 }

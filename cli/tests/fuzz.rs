@@ -35,9 +35,12 @@ async fn fuzz(document: &str, report: &Path) -> Option<String> {
         .args(["--seed", &setting("FUZZ_SEED", "20261206")])
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--generation-database", "none", "--workers", "1"])
-        .args(["--request-timeout", "20", "--suppress-health-check", "all"])
+        // Above the longest `wait_ms` long poll (30 s) a generated request may ask for.
+        .args(["--request-timeout", "40", "--suppress-health-check", "all"])
         .arg("--report-dir")
         .arg(report)
+        // Its cache of found failures goes there too, not into the source tree.
+        .current_dir(report)
         .env("SCHEMATHESIS_HOOKS", hooks)
         .kill_on_drop(true)
         .output()
@@ -62,7 +65,9 @@ async fn schemathesis_finds_nothing_against_any_services_contract() {
     let mut found = Vec::new();
     for name in SERVICES {
         let document = format!("{}/openapi.json", system.app(name).base_url);
-        if let Some(failure) = fuzz(&document, &report.join(name)).await {
+        let dir = report.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Some(failure) = fuzz(&document, &dir).await {
             found.push(format!("== {name} ==\n{failure}"));
         }
     }

@@ -164,3 +164,47 @@ async fn what_the_gateway_answers_itself_is_json_413_429_502_504() {
     assert_eq!(body["error"]["code"], "rate_limited");
     assert_eq!(headers["retry-after"], "1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_nginx_refuses_before_any_route_is_the_error_object_too() {
+    let (upstreams, _hung) = fakes().await;
+    let gateway = Gateway::start(upstreams, &[]).await;
+    let url = |path: &str| format!("{}{path}", gateway.url);
+    let (status, headers, body) = send(gateway.client.post(url("/docs"))).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (405, Some("method_not_allowed")),
+        "{headers:?}"
+    );
+    let long = format!("/products?q={}", "x".repeat(20_000));
+    let (status, headers, body) = send(gateway.client.get(url(&long))).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (414, Some("request_too_long")),
+        "{headers:?}"
+    );
+    let huge_header = "y".repeat(20_000);
+    let (status, _, body) = send(
+        gateway
+            .client
+            .get(url("/products"))
+            .header("X-Big", &huge_header),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "request_too_long", "{body}");
+    // Not HTTP at all: the 400 is still the error object.
+    let address = gateway.url.trim_start_matches("http://").to_owned();
+    let raw = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        stream.write_all(b"GARBAGE\r\n\r\n").unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    })
+    .await
+    .unwrap();
+    assert!(raw.starts_with("HTTP/1.1 400"), "{raw}");
+    assert!(raw.contains(r#"{"error":{"code":"bad_request""#), "{raw}");
+}

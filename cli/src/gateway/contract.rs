@@ -3,6 +3,8 @@
 
 use serde_json::{Value, json};
 
+use super::page;
+
 /// The gateway's document, as JSON.
 pub fn document() -> anyhow::Result<Value> {
     let mut merged = order_service::openapi();
@@ -47,8 +49,14 @@ fn add_gateway_answers(document: &mut Value) {
         let Some(item) = item.as_object_mut() else {
             continue;
         };
-        for operation in item.values_mut() {
-            let Some(responses) = operation["responses"].as_object_mut() else {
+        for (_, operation) in item
+            .iter_mut()
+            .filter(|(key, _)| page::METHODS.contains(&key.as_str()))
+        {
+            let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(Value::as_object_mut)
+            else {
                 continue;
             };
             for (status, description) in answers {
@@ -71,7 +79,6 @@ fn add_gateway_answers(document: &mut Value) {
 mod tests {
     use super::*;
     use crate::gateway::ROUTES;
-    use crate::gateway::page;
 
     /// Every documented path goes through the gateway to the service that documents it, and
     /// every path the gateway routes is documented.

@@ -2,6 +2,7 @@
 //! for the services `up` runs, watched while they run, and stopped with them.
 
 use std::collections::VecDeque;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -74,24 +75,23 @@ impl Nginx {
         });
         settings.runtime_dir = Some(runtime_dir.clone());
         let text = render(&settings, instances)?;
-        super::write_contract(&runtime_dir)?;
-        let config = runtime_dir.join("nginx.conf");
-        std::fs::write(&config, text).with_context(|| format!("writing {}", config.display()))?;
-        let mut child = Command::new(binary)
-            .arg("-e")
-            .arg("stderr")
-            .arg("-p")
-            .arg(&runtime_dir)
-            .arg("-c")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group: a terminal's Ctrl-C reaches `up` alone, which stops nginx
-            // itself, so nginx never exits before `up` knows it is stopping.
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("running {}", binary.display()))?;
+        if remove_runtime_dir {
+            // Ours alone: a directory someone made first under that name is refused, not used.
+            // Readable by all: nginx's workers run as another user when `up` runs as root.
+            std::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(&runtime_dir)
+                .with_context(|| format!("creating {}", runtime_dir.display()))?;
+        }
+        let mut child = match spawn(binary, &runtime_dir, &text) {
+            Ok(child) => child,
+            Err(err) => {
+                if remove_runtime_dir {
+                    let _ = std::fs::remove_dir_all(&runtime_dir);
+                }
+                return Err(err);
+            }
+        };
         let pid = child.id().context("nginx's pid")?;
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         if let Some(stdout) = child.stdout.take() {
@@ -178,7 +178,13 @@ impl Nginx {
                         pid = self.pid,
                         "nginx did not stop after SIGTERM; killing it"
                     );
-                    let _ = self.child.kill().await;
+                    // The whole group: a SIGKILL to the master alone would orphan its
+                    // workers, still listening.
+                    let _ = Command::new("kill")
+                        .args(["-KILL", "--", &format!("-{}", self.pid)])
+                        .status()
+                        .await;
+                    let _ = self.child.wait().await;
                 }
             }
         }
@@ -229,6 +235,29 @@ fn terminate(pid: u32) {
     if !sent.as_ref().is_ok_and(|status| status.success()) {
         tracing::warn!(pid, "could not send SIGTERM to nginx: {sent:?}");
     }
+}
+
+/// Writes the configuration and the contract into `runtime_dir` and starts nginx on them.
+fn spawn(binary: &Path, runtime_dir: &Path, config_text: &str) -> anyhow::Result<Child> {
+    super::write_contract(runtime_dir)?;
+    let config = runtime_dir.join("nginx.conf");
+    std::fs::write(&config, config_text)
+        .with_context(|| format!("writing {}", config.display()))?;
+    Command::new(binary)
+        .arg("-e")
+        .arg("stderr")
+        .arg("-p")
+        .arg(runtime_dir)
+        .arg("-c")
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own process group: a terminal's Ctrl-C reaches `up` alone, which stops nginx
+        // itself, so nginx never exits before `up` knows it is stopping.
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("running {}", binary.display()))
 }
 
 /// The address to connect to for a `listen` value: `8080`, `host:8080`, `0.0.0.0:8080`,

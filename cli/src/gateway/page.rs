@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use serde_json::{Map, Value};
 
-const METHODS: [&str; 8] = [
+pub const METHODS: [&str; 8] = [
     "get", "post", "put", "patch", "delete", "head", "options", "trace",
 ];
 
@@ -133,7 +133,11 @@ fn operation(html: &mut String, op: &Operation<'_>) {
             let _ = write!(
                 html,
                 "<tr><td class=\"status s{}\">{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&status[..1]),
+                status
+                    .chars()
+                    .next()
+                    .filter(char::is_ascii_digit)
+                    .unwrap_or('0'),
                 escape(status),
                 media(&response["content"]),
                 text(&response["description"]),
@@ -155,10 +159,20 @@ fn schemas(html: &mut String, schemas: &Value) {
             escape(name),
             paragraph(&schema["description"]),
         );
-        match schema["properties"].as_object() {
-            Some(properties) => properties_table(html, schema, properties),
-            None => {
-                let _ = write!(html, "<p>{}</p>", type_of(schema));
+        // A flattened struct is `allOf` its parts: the fields of those inline, the others named.
+        let parts = match schema["allOf"].as_array() {
+            Some(parts) => parts.iter().collect(),
+            None => vec![schema],
+        };
+        for part in parts {
+            match part["properties"].as_object() {
+                Some(properties) => properties_table(html, part, properties),
+                None if part.get("$ref").is_some() => {
+                    let _ = write!(html, "<p>Every field of {}, and:</p>", type_of(part));
+                }
+                None => {
+                    let _ = write!(html, "<p>{}</p>", type_of(part));
+                }
             }
         }
         html.push_str("</section>\n");

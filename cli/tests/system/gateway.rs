@@ -54,7 +54,13 @@ impl Gateway {
             .spawn()
             .expect("nginx (scripts/test.sh installs it)");
         let address = format!("127.0.0.1:{port}");
+        // Its pid file first: nginx writes it once it has bound the port, so whatever answers
+        // there is this nginx, not another process that had the port.
+        let pid_file = dir.join("nginx.pid");
         eventually_async(Duration::from_secs(10), "nginx to listen", || async {
+            if !pid_file.exists() {
+                return None;
+            }
             tokio::net::TcpStream::connect(&address)
                 .await
                 .ok()
