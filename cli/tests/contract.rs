@@ -49,6 +49,12 @@ fn concrete(path: &str) -> String {
         .join("/")
 }
 
+/// The document `app` serves.
+async fn served_document(app: &TestApp) -> Value {
+    let response = app.client.get(format!("{}/openapi.json", app.base_url));
+    response.send().await.unwrap().json().await.unwrap()
+}
+
 /// Probes every method on every path of `document` at `app`.
 async fn probe(app: &TestApp, document: &Value, token: Option<&str>) {
     for (path, item) in document["paths"].as_object().unwrap() {
@@ -102,15 +108,7 @@ async fn every_service_answers_exactly_its_documented_operations() {
     let system = System::start().await;
     for name in SERVICES {
         let app = system.app(name);
-        let served: Value = app
-            .client
-            .get(format!("{}/openapi.json", app.base_url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let served = served_document(app).await;
         let document = document_of(name);
         assert_eq!(served, document, "{name} serves another document");
         assert_eq!(served["openapi"], "3.1.0");
@@ -136,15 +134,7 @@ async fn the_monitor_documents_its_admin_api_when_it_is_on() {
             .await
             .unwrap(),
     );
-    let served: Value = app
-        .client
-        .get(format!("{}/openapi.json", app.base_url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let served = served_document(&app).await;
     let admin_paths: Vec<&String> = served["paths"]
         .as_object()
         .unwrap()
