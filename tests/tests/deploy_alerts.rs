@@ -2,7 +2,8 @@
 //! `promtool check rules` and its unit tests (`promtool test rules`), in which every alert both
 //! fires and stays silent; every alert has a severity, a summary, a description and a runbook
 //! section in docs/alerts.md, and uses only metrics that exist (a metric renamed in the code
-//! fails here).
+//! fails here). prometheus/prometheus.yml loads the rules and sends to the compose file's
+//! Alertmanager, whose configuration `amtool` accepts and which routes pages and tickets apart.
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
@@ -21,6 +22,7 @@ use testkit::promql;
 const RULES: &str = "prometheus/alerts.yml";
 const RULE_TESTS: &str = "prometheus/alerts.test.yml";
 const RUNBOOK: &str = "docs/alerts.md";
+const ALERTMANAGER_CONFIG: &str = "deploy/alertmanager/alertmanager.yml";
 
 /// The alerts issue 14 asks for: dead letters, outbox age, stuck sagas, saga timeouts, relay
 /// errors, consumer retries, a target down, saga failure ratio.
@@ -235,4 +237,89 @@ fn every_metric_an_alert_uses_is_exported_by_the_code_or_named_as_external() {
             && strings(&job["params"]["family"]).contains(&"queue_coarse_metrics".to_owned())
     });
     assert!(scraped, "no job scrapes RabbitMQ's queue_coarse_metrics");
+}
+
+#[test]
+fn prometheus_loads_the_mounted_rules_and_sends_alerts_to_the_compose_alertmanager() {
+    let services = services();
+    let config = yaml("prometheus/prometheus.yml");
+    let rule_files = strings(&config["rule_files"]);
+    assert_eq!(rule_files, ["alerts.yml"], "prometheus.yml rule_files");
+    // Relative paths in prometheus.yml are relative to it, in the container too.
+    let prometheus = mounts(&services["prometheus"]);
+    let config_target = prometheus
+        .iter()
+        .find(|(source, _)| source == "./prometheus/prometheus.yml")
+        .map(|(_, target)| target.clone())
+        .expect("prometheus.yml is not mounted");
+    let config_dir = Path::new(&config_target).parent().unwrap();
+    for file in &rule_files {
+        let mount = (
+            format!("./prometheus/{file}"),
+            config_dir.join(file).display().to_string(),
+        );
+        assert!(
+            prometheus.contains(&mount),
+            "{mount:?} not in {prometheus:?}"
+        );
+        assert!(
+            root().join(&mount.0[2..]).is_file(),
+            "{} is missing",
+            mount.0
+        );
+    }
+    let managers = config["alerting"]["alertmanagers"].as_sequence().unwrap();
+    let targets: Vec<String> = managers
+        .iter()
+        .flat_map(|m| m["static_configs"].as_sequence().unwrap().clone())
+        .flat_map(|s| strings(&s["targets"]))
+        .collect();
+    assert_eq!(targets, ["alertmanager:9093"]);
+    let alertmanager = &services["alertmanager"];
+    assert!(
+        text(&alertmanager["image"]).starts_with("prom/alertmanager:v"),
+        "a pinned prom/alertmanager image"
+    );
+    assert!(strings(&alertmanager["ports"]).contains(&"9093:9093".to_owned()));
+    let flags = strings(&alertmanager["command"]);
+    let config_file = flags
+        .iter()
+        .find_map(|flag| flag.strip_prefix("--config.file="))
+        .expect("alertmanager's command names no --config.file");
+    let mount = (format!("./{ALERTMANAGER_CONFIG}"), config_file.to_owned());
+    assert!(
+        mounts(alertmanager).contains(&mount),
+        "{mount:?} is not mounted"
+    );
+}
+
+#[test]
+fn alertmanager_accepts_its_configuration_and_routes_each_severity_to_its_receiver() {
+    run(
+        "amtool",
+        &["check-config", ALERTMANAGER_CONFIG],
+        "prometheus-alertmanager",
+    );
+    let config = yaml(ALERTMANAGER_CONFIG);
+    let receivers: BTreeSet<String> = config["receivers"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|r| text(&r["name"]))
+        .collect();
+    let severities: BTreeSet<String> = alerts()
+        .values()
+        .map(|rule| text(&rule["labels"]["severity"]))
+        .collect();
+    for severity in &severities {
+        let file = format!("--config.file={ALERTMANAGER_CONFIG}");
+        let label = format!("severity={severity}");
+        let routed = run(
+            "amtool",
+            &["config", "routes", "test", &file, &label],
+            "prometheus-alertmanager",
+        );
+        assert_eq!(routed.trim(), severity, "where {label} goes");
+        assert!(receivers.contains(severity), "{receivers:?}");
+    }
 }
