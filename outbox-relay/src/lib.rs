@@ -61,6 +61,7 @@ pub async fn run(settings: RelaySettings, shutdown: Shutdown) -> anyhow::Result<
         ))
         .with_context(|| format!("pool for {}", redact(url)))?;
         let listen_url = settings.listen_urls.get(index).unwrap_or(url).clone();
+        metrics::register(&name);
         let target = Arc::new(worker::Target {
             name,
             url: url.clone(),

@@ -47,6 +47,15 @@ pub fn describe() {
     );
 }
 
+/// Creates `database`'s counters at zero, so that their series exist before its first row or
+/// failure: `increase()` sees no first sample of a series, so a counter born at 1 would hide that
+/// first failure from the RelayErrors alert (prometheus/alerts.yml).
+pub fn register(database: &str) {
+    for name in ["relay_published_total", "relay_errors_total"] {
+        metrics::counter!(name, SERVICE => NAME, "database" => database.to_owned()).increment(0);
+    }
+}
+
 /// Refreshes the backlog gauges of `target` every `every` until shutdown.
 pub async fn backlog(target: Arc<Target>, every: Duration, mut shutdown: Shutdown) {
     loop {

@@ -9,6 +9,7 @@
 //! [`pki`] makes the certificates of the TLS tests.
 //! [`broker`] sets up least-privilege broker identities in a vhost of a test's own.
 //! [`cluster`] runs a three-node RabbitMQ cluster of a test's own, whose nodes it can kill.
+//! [`promql`] finds the selectors of a PromQL expression, for the alert and dashboard checks.
 
 mod amqp;
 pub mod binary;
@@ -19,6 +20,7 @@ mod db;
 pub mod effects;
 pub mod keys;
 pub mod pki;
+pub mod promql;
 mod proxy;
 pub mod service;
 mod wait;
