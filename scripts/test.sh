@@ -152,7 +152,7 @@ ensure_nginx() {
         || fail "the nginx binary is missing and could not be installed (apt-get install nginx-light)"
 }
 
-# cli/tests/api_page.rs renders the gateway's API page in a real browser: Debian's Chromium.
+# cli/tests/api/page.rs renders the gateway's API page in a real browser: Debian's Chromium.
 ensure_chromium() {
     command -v chromium >/dev/null && return 0
     say "installing chromium"
@@ -160,7 +160,7 @@ ensure_chromium() {
     command -v chromium >/dev/null || fail "the chromium binary is missing and could not be installed (apt-get install chromium)"
 }
 
-# cli/tests/fuzz.rs runs schemathesis against every service's OpenAPI document. Pinned: a new
+# cli/tests/api/fuzz.rs runs schemathesis against every service's OpenAPI document. Pinned: a new
 # release may generate (and check) differently.
 SCHEMATHESIS_VERSION=4.32.5
 ensure_schemathesis() {

@@ -3,15 +3,11 @@
 //! method on a documented path with a 405 naming the documented ones. A route missing from a
 //! document, or a documented path a service does not answer, fails here.
 
-#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
-
-mod system;
-
 use std::num::NonZeroU32;
 
+use crate::system::{MONITOR, SERVICES, System};
 use reqwest::Method;
 use serde_json::{Value, json};
-use system::{MONITOR, SERVICES, System};
 use testkit::service::TestApp;
 
 const METHODS: [Method; 5] = [
@@ -26,10 +22,10 @@ const ADMIN_TOKEN: &str = "contract-test-admin-token-0123456789";
 
 fn document_of(name: &str) -> Value {
     serde_json::to_value(match name {
-        system::ORDER => order_service::openapi(),
-        system::PRODUCT => product_service::openapi(),
-        system::COUPON => coupon_service::openapi(),
-        system::BALANCE => balance_service::openapi(),
+        crate::system::ORDER => order_service::openapi(),
+        crate::system::PRODUCT => product_service::openapi(),
+        crate::system::COUPON => coupon_service::openapi(),
+        crate::system::BALANCE => balance_service::openapi(),
         _ => monitor_service::openapi(),
     })
     .unwrap()

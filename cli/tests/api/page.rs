@@ -2,17 +2,13 @@
 //! headless Chromium renders the page, takes a screenshot of it, and the rendered page lists
 //! every operation of the document. The page loads nothing from anywhere: it works offline.
 
-#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
-
-mod system;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::system::gateway::Gateway;
+use crate::system::process::free_port;
+use crate::system::{BALANCE, COUPON, MONITOR, ORDER, PRODUCT};
 use serde_json::Value;
-use system::gateway::Gateway;
-use system::process::free_port;
-use system::{BALANCE, COUPON, MONITOR, ORDER, PRODUCT};
 
 /// Debian's Chromium: `CHROMIUM`, else `chromium` on the PATH. Panics when there is none: the
 /// test never skips.

@@ -1,19 +1,15 @@
 //! Fuzzing against the contract: schemathesis (scripts/test.sh installs it) generates requests
 //! from each running service's OpenAPI document, valid and invalid ones, and checks every
 //! answer: no 5xx, the status, content type, headers and body as the document says, and
-//! (cli/tests/fuzz/checks.py) every 4xx the error object naming the field at fault.
+//! (cli/tests/api/checks.py) every 4xx the error object naming the field at fault.
 //!
 //! Bounded: `FUZZ_EXAMPLES` cases per operation and phase (default 40), with a fixed seed
 //! (`FUZZ_SEED`) so that a failure reproduces. The admin API is left out: the contract test
 //! probes it, and fuzzing it would replay and purge dead letters by the hundred.
 
-#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
-
-mod system;
-
 use std::path::Path;
 
-use system::{SERVICES, System};
+use crate::system::{SERVICES, System};
 
 const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
                       response_headers_conformance,response_schema_conformance,\
@@ -28,7 +24,7 @@ fn setting(name: &str, default: &str) -> String {
 
 /// schemathesis against `document`; its report when it found something.
 async fn fuzz(document: &str, report: &Path) -> Option<String> {
-    let hooks = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/checks.py");
+    let hooks = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/checks.py");
     let output = tokio::process::Command::new("schemathesis")
         .args(["--no-color", "run", document, "--checks", CHECKS])
         .args(["--max-examples", &setting("FUZZ_EXAMPLES", "40")])

@@ -1,4 +1,4 @@
-"""Checks of ours beside schemathesis's own, loaded through SCHEMATHESIS_HOOKS by cli/tests/fuzz.rs.
+"""Checks of ours beside schemathesis's own, loaded through SCHEMATHESIS_HOOKS by cli/tests/api/fuzz.rs.
 
 Every 4xx a service sends is the error object {"error": {"code", "message", "field"}}, and a
 refused value (422, or a path or query parameter that does not parse) names its field.
