@@ -142,7 +142,7 @@ ensure_kubernetes_validate() {
         || fail "kubernetes-validate 1.37.0 is missing and could not be installed (pip install kubernetes-validate==1.37.0)"
 }
 
-# The gateway tests (cli/tests/gateway.rs, cli/tests/up.rs) and the k6 smoke run, which goes
+# The gateway tests (cli/tests/gateway.rs, cli/tests/gateway/up.rs) and the k6 smoke run, which goes
 # through the gateway of `sagactl up`, run the real nginx from Debian's packages.
 ensure_nginx() {
     command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] && return 0

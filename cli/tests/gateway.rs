@@ -6,6 +6,10 @@
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 mod system;
+// `sagactl up` with its gateway: in this binary, which links the whole system once.
+mod gateway {
+    mod up;
+}
 
 use std::collections::HashSet;
 

@@ -3,17 +3,13 @@
 //! go through the gateway, SIGTERM stops nginx with everything else, and nginx dying on its own
 //! is reported while the services keep serving.
 
-#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
-
-mod system;
-
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use system::process::{children, exists, free_port, nginx_binary, signal};
-use system::{BALANCE, COUPON, ORDER, PRODUCT, SERVICES};
+use crate::system::process::{children, exists, free_port, nginx_binary, signal};
+use crate::system::{BALANCE, COUPON, ORDER, PRODUCT, SERVICES};
 use testkit::clients::{Api, BalanceClient, OrderClient};
 use testkit::{TestAmqp, TestDb, eventually, eventually_async, init_tracing};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
