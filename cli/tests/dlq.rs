@@ -1,7 +1,8 @@
 //! Dead-letter operations against the running system: a poison message replayed after its
 //! cause is fixed completes its saga exactly once; filters move exactly what they match;
 //! a replay killed between publish and ack loses nothing; purge keeps a copy; the admin API
-//! wants its token ([`admin_api`]).
+//! wants its token ([`admin_api`]); a summary groups dead letters that failed alike
+//! ([`summary`]).
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
@@ -9,6 +10,8 @@ mod system;
 
 #[path = "dlq/admin_api.rs"]
 mod admin_api;
+#[path = "dlq/summary.rs"]
+mod summary;
 
 use std::collections::HashSet;
 use std::process::Output;

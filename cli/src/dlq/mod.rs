@@ -1,4 +1,5 @@
-//! `sagactl dlq`: list, show, replay and purge dead letters; replays and purges are audited.
+//! `sagactl dlq`: list, show, summarize, replay and purge dead letters; replays and purges are
+//! audited.
 //!
 //! A thin front end over [`shared::dlq`], which owns the operations, their guard and their
 //! audit (the same as the monitor's admin API's): each command builds the request, calls the
@@ -87,6 +88,8 @@ enum DlqCommand {
     List(FilterArgs),
     /// One dead letter's headers and pretty-printed body.
     Show { event_id: String },
+    /// Matching dead letters grouped by queue, event type and error class, with counts.
+    Summary(FilterArgs),
     /// Send matching dead letters back to the queue they came from.
     Replay {
         #[command(flatten)]
@@ -168,6 +171,7 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
     match args.command {
         DlqCommand::List(filter) => list(&operator, &filter.into(), c.json).await,
         DlqCommand::Show { event_id } => show(&operator, &event_id, c.json).await,
+        DlqCommand::Summary(filter) => summary(&operator, &filter.into(), c.json).await,
         DlqCommand::Replay {
             filter,
             all,
@@ -199,6 +203,16 @@ async fn list(operator: &Operator, filter: &Filter, json: bool) -> anyhow::Resul
         return Ok(());
     }
     render::listings(&listings);
+    Ok(())
+}
+
+async fn summary(operator: &Operator, filter: &Filter, json: bool) -> anyhow::Result<()> {
+    let summary = operator.summary(filter).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        render::summary(&summary);
+    }
     Ok(())
 }
 

@@ -1,7 +1,8 @@
-//! The text output of `sagactl dlq`: tables of dead letters, one dead letter in full, and an
-//! operation's report.
+//! The text output of `sagactl dlq`: tables of dead letters and of their groups, one dead letter
+//! in full, and an operation's report.
 
-use shared::dlq::{DeadLetter, Listing, OperationReport};
+use chrono::{DateTime, Utc};
+use shared::dlq::{DeadLetter, Listing, OperationReport, Summary};
 
 /// Every queue's depth and its matching dead letters as a table.
 pub fn listings(listings: &[Listing]) {
@@ -16,6 +17,41 @@ pub fn listings(listings: &[Listing]) {
             table(&listing.messages);
         }
     }
+}
+
+/// The groups as a table, largest first; the class last, as it is the longest.
+pub fn summary(summary: &Summary) {
+    println!(
+        "{} dead letter(s) matching in {} group(s), {} in the queues read",
+        summary.matched,
+        summary.groups.len(),
+        summary.depth
+    );
+    if summary.groups.is_empty() {
+        return;
+    }
+    println!(
+        "  {:<28}  {:<26}  {:>6}  {:<20}  {:<20}  CLASS",
+        "QUEUE", "TYPE", "COUNT", "FIRST SEEN", "LAST SEEN"
+    );
+    for g in &summary.groups {
+        println!(
+            "  {:<28}  {:<26}  {:>6}  {:<20}  {:<20}  {}",
+            g.queue,
+            g.event_type.as_deref().unwrap_or("-"),
+            g.count,
+            time(g.first_seen),
+            time(g.last_seen),
+            g.class
+        );
+    }
+}
+
+fn time(at: Option<DateTime<Utc>>) -> String {
+    at.map_or_else(
+        || "-".into(),
+        |at| at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    )
 }
 
 /// What `operation` (`replay` or `purge`) moved, would move, or failed to move.
@@ -53,10 +89,7 @@ fn table(messages: &[DeadLetter]) {
             m.saga_id.map_or_else(|| "-".into(), |id| id.to_string()),
             m.reason.as_deref().unwrap_or("-"),
             m.attempts.map_or_else(|| "-".into(), |n| n.to_string()),
-            m.dead_lettered_at.map_or_else(
-                || "-".into(),
-                |at| at.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-            ),
+            time(m.dead_lettered_at),
             m.error
                 .as_deref()
                 .unwrap_or("")

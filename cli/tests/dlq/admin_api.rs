@@ -7,13 +7,13 @@ use testkit::service::{TestApp, service_settings};
 use super::system::{MONITOR, PRODUCT, System};
 use super::{audit_rows, dlq_depth, poison_product};
 
-const TOKEN: &str = "s3cret-token";
+pub(super) const TOKEN: &str = "s3cret-token";
 /// Admin requests per minute the test's admin API allows each client.
 const RATE_LIMIT: u32 = 40;
 
 /// A second monitor on the system's monitor database, its admin API on for the product's dead
 /// letters.
-async fn admin_app(s: &System) -> TestApp {
+pub(super) async fn admin_app(s: &System) -> TestApp {
     let admin = monitor_service::admin::AdminSettings {
         token: monitor_service::admin::AdminToken::new(TOKEN.into()).unwrap(),
         rate_limit: monitor_service::admin::RateLimit::per_minute(RATE_LIMIT.try_into().unwrap()),
@@ -42,7 +42,7 @@ async fn answer(request: reqwest::RequestBuilder) -> (u16, Value) {
 }
 
 /// GET `path` with `token`, or without an `Authorization` header.
-async fn get(app: &TestApp, path: &str, token: Option<&str>) -> (u16, Value) {
+pub(super) async fn get(app: &TestApp, path: &str, token: Option<&str>) -> (u16, Value) {
     let request = app.client.get(app.url(path));
     answer(match token {
         Some(token) => request.bearer_auth(token),

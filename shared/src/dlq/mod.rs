@@ -1,6 +1,7 @@
-//! Dead-letter operations: list, show, replay and purge the dead-letter queues. This module
-//! owns them whole: the operation, its guard and its audit. `sagactl dlq` and the monitor's
-//! admin API only build a [`Request`], call [`execute`] and render what it returns.
+//! Dead-letter operations: list, show, summarize, replay and purge the dead-letter queues. This
+//! module owns them whole: the operation, its guard and its audit. `sagactl dlq` and the
+//! monitor's admin API only build a [`Request`], call [`execute`] (or a reading operation of
+//! [`Operator`]) and render what it returns.
 //!
 //! A dead-letter queue is read by taking a snapshot of its depth and consuming that many
 //! messages on one channel *without* acknowledging them. What an operation keeps (a listed
@@ -16,12 +17,14 @@
 //!
 //! - [`message`]: a dead letter as read from its queue, and the filter operations take.
 //! - [`operator`]: the broker session, the consumer list, and the reading operations.
+//! - [`summary`]: the dead letters grouped by queue, event type and error class ([`class`]).
 //! - [`operation`]: the one replay or purge, [`execute`], and what it reports.
 //! - [`guard`]: what a replay or purge must satisfy before anything moves.
 //! - [`audit`]: the `dlq_audit` row and the `audit` log line of every replay and purge.
 //! - `snapshot`, `replay`, `purge`: reading without taking, and the two ways of moving.
 
 pub mod audit;
+pub mod class;
 pub mod guard;
 pub mod message;
 pub mod operation;
@@ -29,6 +32,7 @@ pub mod operator;
 mod purge;
 mod replay;
 mod snapshot;
+pub mod summary;
 
 pub use audit::{AuditError, AuditTrail};
 pub use guard::Refusal;
@@ -37,3 +41,4 @@ pub use operation::{Action, Moved, OperationError, OperationReport, Request, exe
 pub use operator::{DEFAULT_CONSUMERS, Listing, Operator, consumers_from};
 pub use replay::ReplayOptions;
 pub use snapshot::MAX_PER_RUN;
+pub use summary::{Group, Summary};

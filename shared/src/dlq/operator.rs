@@ -1,5 +1,6 @@
 //! An operator's session on the broker, the dead-letter queues it looks at, and the reading
-//! operations (list, show, depth). Moving messages is [`super::execute`]'s alone.
+//! operations (list, show, depth; the summary is [`super::summary`]'s). Moving messages is
+//! [`super::execute`]'s alone.
 
 use serde::Serialize;
 
@@ -107,6 +108,12 @@ impl Operator {
 
     /// Every selected queue with its depth and its messages matching `filter`; moves nothing.
     pub async fn list(&self, filter: &Filter) -> anyhow::Result<Vec<Listing>> {
+        self.read(filter, true).await
+    }
+
+    /// As [`Operator::list`]; the bodies are opened only when `open` and the keys are held.
+    pub(super) async fn read(&self, filter: &Filter, open: bool) -> anyhow::Result<Vec<Listing>> {
+        let keys = self.keys.as_ref().filter(|_| open);
         let mut listings = Vec::new();
         for queue in self.queues(filter) {
             let snapshot = Snapshot::take(&self.connection, &queue).await?;
@@ -115,7 +122,7 @@ impl Operator {
                 .iter()
                 .map(|d| {
                     let mut letter = parse(&queue, &d.properties, &d.data);
-                    if let Some(keys) = &self.keys {
+                    if let Some(keys) = keys {
                         letter.open_with(keys, &d.data);
                     }
                     letter

@@ -101,7 +101,7 @@ impl<'a> Routes<'a> {
     /// Mounts the routes on the app; returns the document's paths and components.
     fn mount(self) -> (Paths, Components) {
         if let Some(cfg) = self.cfg {
-            for (resource, methods) in self.resources.into_values() {
+            for (resource, methods) in fixed_paths_first(self.resources) {
                 cfg.service(resource.default_service(method_not_allowed(&methods)));
             }
         }
@@ -110,6 +110,19 @@ impl<'a> Routes<'a> {
         components.security_schemes.extend(self.security);
         (self.paths, components)
     }
+}
+
+/// The resources in the order to mount them: paths without a `{parameter}` first. Actix gives
+/// a request to the first mounted resource whose pattern matches, and `/admin/dlq/{event_id}`
+/// matches `/admin/dlq/summary` too: mounted first, it would take the summary for an event id.
+fn fixed_paths_first<R>(resources: BTreeMap<String, R>) -> impl Iterator<Item = R> {
+    let (fixed, templated): (Vec<_>, Vec<_>) = resources
+        .into_iter()
+        .partition(|(path, _)| !path.contains('{'));
+    fixed
+        .into_iter()
+        .chain(templated)
+        .map(|(_, resource)| resource)
 }
 
 /// Registers `routes` on `cfg`.
@@ -295,5 +308,32 @@ error_responses! {
     /// 404.
     pub NotFound {
         404 => "No such resource.",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fixed_path_is_mounted_before_a_parameter_that_would_match_it() {
+        let resources = BTreeMap::from(
+            [
+                "/admin/dlq/{event_id}",
+                "/admin/dlq/summary",
+                "/a/{x}",
+                "/admin/dlq",
+            ]
+            .map(|path| (path.to_owned(), path)),
+        );
+        assert_eq!(
+            fixed_paths_first(resources).collect::<Vec<_>>(),
+            [
+                "/admin/dlq",
+                "/admin/dlq/summary",
+                "/a/{x}",
+                "/admin/dlq/{event_id}"
+            ]
+        );
     }
 }

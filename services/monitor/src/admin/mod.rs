@@ -34,6 +34,7 @@ pub fn configure(routes: &mut Routes<'_>, settings: AdminSettings) {
         )
         .app_data(web::Data::new(settings))
         .route(__path_list, list)
+        .route(__path_summary, summary)
         .route(__path_replay, replay)
         .route(__path_purge, purge)
         .route(__path_show, show);
@@ -133,6 +134,36 @@ async fn list(
         .await
         .map_err(ApiError::Internal)?;
     Ok(HttpResponse::Ok().json(DeadLetters { queues: listings }))
+}
+
+/// Group dead letters by queue, event type and error class, with counts and first and last
+/// seen.
+#[utoipa::path(
+    get,
+    path = "/admin/dlq/summary",
+    tag = "admin",
+    security(("admin_token" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The matching dead letters' groups, largest first.",
+            body = dlq::Summary),
+        AdminRefusals,
+        Refusals,
+    )
+)]
+async fn summary(
+    request: HttpRequest,
+    settings: web::Data<AdminSettings>,
+    query: ValidQuery<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    authorize(&request, &settings)?;
+    let filter: Filter = query.into_inner().into();
+    let summary = operator(&settings)
+        .await?
+        .summary(&filter)
+        .await
+        .map_err(ApiError::Internal)?;
+    Ok(HttpResponse::Ok().json(summary))
 }
 
 /// Read one dead letter (decrypted, with the monitor's keys).
