@@ -19,7 +19,9 @@ type Builder = fn(
 /// (name, default port, builder) for each service.
 const SERVICES: [(&str, u16, Builder); 5] = [
     (order_service::NAME, order_service::DEFAULT_PORT, |s| {
-        Box::pin(order_service::build(s))
+        Box::pin(async move {
+            order_service::build_with(s, &order_service::OrderArgs::from_env()?).await
+        })
     }),
     (product_service::NAME, product_service::DEFAULT_PORT, |s| {
         Box::pin(product_service::build(s))

@@ -1,9 +1,13 @@
 //! The order saga end to end: five real services on their own databases, the relay, the broker.
 //! Every test checks the outcome, the exact compensation, and that nothing is left behind.
+//! Deadlines, and what a step arriving after one does, are in [`deadlines`].
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 mod system;
+
+#[path = "saga/deadlines.rs"]
+mod deadlines;
 
 use serde_json::json;
 use system::{ORDER, System};
@@ -321,4 +325,23 @@ async fn a_stalled_saga_is_listed_as_stuck_until_it_moves_on() {
     );
     s.assert_settled().await;
     s.stop().await;
+}
+
+/// `sagactl` with `args` against this system's broker and monitor database; its JSON answer.
+async fn sagactl_dlq(s: &System, args: &[&str]) -> serde_json::Value {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sagactl"))
+        .args(args)
+        .env("AMQP_URL", &s.amqp.url)
+        .env("AMQP_PREFIX", &s.amqp.prefix)
+        .env("MONITOR_DATABASE_URL", &s.dbs[system::MONITOR].url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "sagactl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
 }

@@ -15,6 +15,7 @@
 //! | [`OrderCompleted`] / [`OrderFailed`] / [`OrderCancelled`] | order | (monitor) |
 //! | [`BalanceRestorationRequested`] | order (cancel) | balance |
 //! | [`PaymentRefunded`] | balance | coupon |
+//! | [`SagaTimedOut`] | order (deadline) | product, coupon, balance |
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -217,6 +218,16 @@ pub struct OrderCancelled {
 }
 saga_event!(OrderCancelled, "order.cancelled", ORDER);
 
+/// The order missed its deadline and is `FAILED`: every participant undoes, from its own
+/// ledger, whatever it did for this order, and refuses any step of it that arrives later
+/// (docs/design.md#deadlines).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaTimedOut {
+    pub command: OrderCommand,
+    pub reason: FailureReason,
+}
+saga_event!(SagaTimedOut, "order.timed-out", ORDER);
+
 /// Every event type with the service that may emit it (the table at the top of this module).
 pub const EMITTED_BY: &[(&str, &str)] = &[
     (
@@ -242,6 +253,7 @@ pub const EMITTED_BY: &[(&str, &str)] = &[
     ),
     (PaymentRefunded::TYPE, PaymentRefunded::PRODUCER),
     (OrderCancelled::TYPE, OrderCancelled::PRODUCER),
+    (SagaTimedOut::TYPE, SagaTimedOut::PRODUCER),
 ];
 
 /// The service allowed to emit `event_type`, if it is a saga event.
@@ -271,6 +283,7 @@ pub const ALL_EVENT_TYPES: &[&str] = &[
     BalanceRestorationRequested::TYPE,
     PaymentRefunded::TYPE,
     OrderCancelled::TYPE,
+    SagaTimedOut::TYPE,
 ];
 
 #[cfg(test)]

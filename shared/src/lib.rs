@@ -3,6 +3,7 @@
 //! - [`envelope`]: the wire format of one event and the [`envelope::SagaEvent`] trait.
 //! - [`events`]: the typed saga events of the order choreography.
 //! - [`outbox`]: enqueue events inside the caller's transaction (never publish directly).
+//! - [`closed_sagas`]: sagas a participant closed at their deadline; later steps are refused.
 //! - [`inbox`]: claim a message id inside the caller's transaction to drop duplicates.
 //! - [`housekeeping`]: delete on a timer what need not be kept forever (expired inbox claims).
 //! - [`amqp`]: broker connection, the header vocabulary and the queue topology.
@@ -26,6 +27,7 @@
 pub mod amqp;
 pub mod backoff;
 pub mod broker;
+pub mod closed_sagas;
 pub mod config;
 pub mod consumer;
 pub mod db;

@@ -26,3 +26,10 @@ diesel::table! {
         processed_at -> Timestamptz,
     }
 }
+
+diesel::table! {
+    closed_sagas (order_id) {
+        order_id -> BigInt,
+        closed_at -> Timestamptz,
+    }
+}

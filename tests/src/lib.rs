@@ -9,6 +9,7 @@
 //! [`pki`] makes the certificates of the TLS tests.
 //! [`broker`] sets up least-privilege broker identities in a vhost of a test's own.
 //! [`cluster`] runs a three-node RabbitMQ cluster of a test's own, whose nodes it can kill.
+//! [`TestAmqp::park_next_as_dead_letter`] dead-letters a queued message as a consumer would.
 //! [`promql`] finds the selectors of a PromQL expression, for the alert and dashboard checks.
 
 mod amqp;
@@ -17,6 +18,7 @@ pub mod broker;
 pub mod clients;
 pub mod cluster;
 mod db;
+mod dead_letters;
 pub mod effects;
 pub mod keys;
 pub mod pki;

@@ -51,7 +51,7 @@ pub async fn place(
         Err(Abort::Refused(reason)) => {
             let id = conn
                 .transaction(async |tx| -> Result<i64, ApiError> {
-                    let id = order_service::repo::insert(tx, &order, None).await?;
+                    let id = order_service::repo::insert(tx, &order, None, &untraced()).await?;
                     order_service::repo::fail(tx, id, &reason).await?;
                     Ok(id)
                 })
@@ -62,11 +62,16 @@ pub async fn place(
     Ok(HttpResponse::Created().json(Placed { order_id, status }))
 }
 
+/// The reference ends every order in its request: the deadline is never reached.
+fn untraced() -> order_service::repo::SagaStart {
+    order_service::repo::SagaStart::now(Default::default(), None)
+}
+
 async fn complete_in_one_transaction(
     tx: &mut AsyncPgConnection,
     order: &NewOrder,
 ) -> Result<i64, Abort> {
-    let id = order_service::repo::insert(tx, order, None).await?;
+    let id = order_service::repo::insert(tx, order, None, &untraced()).await?;
     let (items, total) = reserve_stock(tx, order, id).await?;
     let discount = use_coupon(tx, order, id, total).await?;
     let paid = money::normalize(total - discount);

@@ -42,11 +42,28 @@ pub struct System {
     relays: Vec<(ShutdownTrigger, tokio::task::JoinHandle<anyhow::Result<()>>)>,
     /// Applied to every service instance's settings before it starts.
     adjust: fn(&mut ServiceSettings),
+    /// The order service's `SAGA_DEADLINE`.
+    deadline: Duration,
 }
 
+/// The order service's default deadline: no test's saga comes near it unless it says so.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(300);
+
 pub async fn build(name: &str, settings: &shared::service::ServiceSettings) -> Application {
+    build_with_deadline(name, settings, DEFAULT_DEADLINE).await
+}
+
+/// [`build`], with the order service's `SAGA_DEADLINE` at `deadline`.
+pub async fn build_with_deadline(
+    name: &str,
+    settings: &shared::service::ServiceSettings,
+    deadline: Duration,
+) -> Application {
+    let order_args = order_service::OrderArgs {
+        deadline: order_service::deadline::DeadlineArgs { deadline },
+    };
     match name {
-        ORDER => order_service::build(settings).await,
+        ORDER => order_service::build_with(settings, &order_args).await,
         PRODUCT => product_service::build(settings).await,
         COUPON => coupon_service::build(settings).await,
         BALANCE => balance_service::build(settings).await,
@@ -74,7 +91,13 @@ impl System {
     /// (e.g. smaller pools, for a test that runs many instances).
     pub async fn start_adjusted(adjust: fn(&mut ServiceSettings)) -> Self {
         init_tracing();
-        Self::start_on(TestAmqp::new().await, None, adjust).await
+        Self::start_on(TestAmqp::new().await, None, adjust, DEFAULT_DEADLINE).await
+    }
+
+    /// The system with the order service's `SAGA_DEADLINE` at `deadline`.
+    pub async fn start_with_deadline(deadline: Duration) -> Self {
+        init_tracing();
+        Self::start_on(TestAmqp::new().await, None, |_| {}, deadline).await
     }
 
     /// The system on the broker at `url` (e.g. the nodes of a [`testkit::cluster`]), every
@@ -82,20 +105,27 @@ impl System {
     pub async fn start_at(url: &str) -> Self {
         init_tracing();
         let prefix = format!("t{}", testkit::unique_suffix());
-        Self::start_on(TestAmqp::at(url, &prefix).await, None, |_| {}).await
+        Self::start_on(
+            TestAmqp::at(url, &prefix).await,
+            None,
+            |_| {},
+            DEFAULT_DEADLINE,
+        )
+        .await
     }
 
     /// The system with each service, the monitor and the relay connecting as its own broker
     /// identity (`sagactl broker setup`'s), in a vhost of this test's own.
     pub async fn start_with_identities() -> Self {
         let (broker, amqp) = TestBroker::new(&SERVICES).await;
-        Self::start_on(amqp, Some(broker), |_| {}).await
+        Self::start_on(amqp, Some(broker), |_| {}, DEFAULT_DEADLINE).await
     }
 
     async fn start_on(
         amqp: TestAmqp,
         broker: Option<TestBroker>,
         adjust: fn(&mut ServiceSettings),
+        deadline: Duration,
     ) -> Self {
         let url_of = |role: Role| broker.as_ref().map(|broker| broker.url(&role));
         let mut dbs = HashMap::new();
@@ -107,7 +137,7 @@ impl System {
                 settings.amqp.url = url;
             }
             adjust(&mut settings);
-            let app = TestApp::start(build(name, &settings).await);
+            let app = TestApp::start(build_with_deadline(name, &settings, deadline).await);
             dbs.insert(name, db);
             apps.insert(name, app);
         }
@@ -122,6 +152,7 @@ impl System {
             replicas: Vec::new(),
             relays: Vec::new(),
             adjust,
+            deadline,
         };
         system.start_relay();
         system
@@ -134,7 +165,7 @@ impl System {
             for name in SERVICES {
                 let mut settings = service_settings(name, &self.dbs[name], &self.amqp);
                 (self.adjust)(&mut settings);
-                let app = TestApp::start(build(name, &settings).await);
+                let app = TestApp::start(build_with_deadline(name, &settings, self.deadline).await);
                 app.wait_ready().await;
                 self.replicas.push((name, app));
             }
@@ -181,6 +212,28 @@ impl System {
             trigger.trigger();
             task.await.unwrap().unwrap();
         }
+    }
+
+    /// Stops the first instance of `name`; its messages wait in its queue.
+    pub async fn stop_service(&mut self, name: &str) {
+        self.apps
+            .remove(name)
+            .expect("a running instance")
+            .stop()
+            .await;
+    }
+
+    /// Starts a new first instance of `name` (after [`Self::stop_service`]) and waits until it
+    /// is ready.
+    pub async fn restart_service(&mut self, name: &'static str) {
+        let mut settings = service_settings(name, &self.dbs[name], &self.amqp);
+        if let Some(broker) = &self.broker {
+            settings.amqp.url = broker.url(&Role::Consumer(name.to_owned()));
+        }
+        (self.adjust)(&mut settings);
+        let app = TestApp::start(build_with_deadline(name, &settings, self.deadline).await);
+        app.wait_ready().await;
+        self.apps.insert(name, app);
     }
 
     pub fn app(&self, name: &str) -> &TestApp {

@@ -41,6 +41,18 @@ pub async fn balance(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<
         .unwrap_or(Decimal::ZERO))
 }
 
+/// Locks the balance of `user_id` until the transaction ends and reads it; `None` for a user
+/// never charged.
+pub async fn lock(conn: &mut AsyncPgConnection, user_id: i64) -> QueryResult<Option<Decimal>> {
+    balances::table
+        .find(user_id)
+        .for_update()
+        .select(balances::balance)
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// Adds `amount` (creating the row for a new user); returns the new balance.
 pub async fn credit(
     conn: &mut AsyncPgConnection,

@@ -4,6 +4,9 @@
 //!   `BalanceProcessingFailed` (a business outcome, not an error: it drives compensation).
 //! - `BalanceRestorationRequested` (cancellation of a completed order) → refund exactly what
 //!   this order paid → `PaymentRefunded`.
+//! - `SagaTimedOut` (the order missed its deadline) → close the saga and refund what this order
+//!   paid, if anything, emitting nothing: the order has already ended. A payment arriving after
+//!   that is refused ([`shared::closed_sagas`]).
 //!
 //! Both are idempotent per order through the history's unique (order, kind), below the inbox
 //! that already drops redelivered messages.
@@ -13,10 +16,11 @@ use diesel_async::AsyncPgConnection;
 use rust_decimal::Decimal;
 use shared::consumer::{EventHandler, Handlers};
 use shared::envelope::Envelope;
+use shared::envelope::SagaEvent;
 use shared::error::HandlerError;
 use shared::events::{
     BalanceProcessed, BalanceProcessingFailed, BalanceRestorationRequested, CouponProcessed,
-    FailureReason, PaymentRefunded,
+    FailureReason, PaymentRefunded, SagaTimedOut,
 };
 use shared::money;
 use shared::outbox::enqueue_event;
@@ -38,6 +42,7 @@ pub fn handlers(keys: &Keyring) -> Handlers {
     Handlers::new()
         .on::<CouponProcessed>(Pay { keys: keys.clone() })
         .on::<BalanceRestorationRequested>(Refund { keys: keys.clone() })
+        .on::<SagaTimedOut>(Close)
         .batched_by(BATCH, locked_user)
 }
 
@@ -65,10 +70,17 @@ impl EventHandler<CouponProcessed> for Pay {
             // This order was already paid by an earlier message: its outcome was emitted then.
             return Ok(());
         }
-        let paid = if amount.is_zero() {
-            Some(repo::balance(conn, user_id).await?)
-        } else {
-            repo::debit(conn, user_id, amount).await?
+        // The lock a timeout of this order takes: a timeout committed first closed the saga.
+        let held = repo::lock(conn, user_id).await?;
+        if shared::closed_sagas::is_closed(conn, order_id).await? {
+            shared::closed_sagas::refused(crate::NAME, order_id, CouponProcessed::TYPE);
+            return Ok(());
+        }
+        let paid = match held {
+            _ if amount.is_zero() => Some(held.unwrap_or(Decimal::ZERO)),
+            // A balance created since the lock was not locked: as if it were not there yet.
+            None => None,
+            Some(_) => repo::debit(conn, user_id, amount).await?,
         };
         match paid {
             Some(balance_after) => {
@@ -129,26 +141,9 @@ impl EventHandler<BalanceRestorationRequested> for Refund {
         let keys = &self.keys;
         let order_id = event.command.order_id;
         let user_id = event.command.user_id;
-        if repo::order_entry(conn, order_id, repo::LedgerKind::Refund)
-            .await?
-            .is_some()
-        {
+        let Some(paid) = refund(conn, order_id, user_id, true).await? else {
             return Ok(());
-        }
-        // Refund what this order actually paid, whatever the request claims.
-        let paid = repo::order_entry(conn, order_id, repo::LedgerKind::Payment)
-            .await?
-            .map_or(Decimal::ZERO, |payment| payment.amount);
-        let balance_after = repo::credit(conn, user_id, paid).await?;
-        repo::record(
-            conn,
-            user_id,
-            repo::LedgerKind::Refund,
-            paid,
-            Some(order_id),
-            balance_after,
-        )
-        .await?;
+        };
         let next = PaymentRefunded {
             command: event.command,
             items: event.items,
@@ -156,6 +151,64 @@ impl EventHandler<BalanceRestorationRequested> for Refund {
             reason: event.reason,
         };
         enqueue_event::<PaymentRefunded>(conn, keys, envelope.follow_up(&next)?).await?;
+        Ok(())
+    }
+}
+
+/// Refunds what this order actually paid (the ledger says, whatever a request claims), once:
+/// its REFUND row says it was done. `None` when it was; with `even_unpaid`, an order that paid
+/// nothing gets a refund of zero, as a cancellation reports one.
+async fn refund(
+    conn: &mut AsyncPgConnection,
+    order_id: i64,
+    user_id: i64,
+    even_unpaid: bool,
+) -> Result<Option<Decimal>, HandlerError> {
+    if repo::order_entry(conn, order_id, repo::LedgerKind::Refund)
+        .await?
+        .is_some()
+    {
+        return Ok(None);
+    }
+    let payment = repo::order_entry(conn, order_id, repo::LedgerKind::Payment).await?;
+    if payment.is_none() && !even_unpaid {
+        return Ok(None);
+    }
+    let paid = payment.map_or(Decimal::ZERO, |payment| payment.amount);
+    let balance_after = repo::credit(conn, user_id, paid).await?;
+    repo::record(
+        conn,
+        user_id,
+        repo::LedgerKind::Refund,
+        paid,
+        Some(order_id),
+        balance_after,
+    )
+    .await?;
+    Ok(Some(paid))
+}
+
+struct Close;
+
+#[async_trait]
+impl EventHandler<SagaTimedOut> for Close {
+    async fn handle(
+        &self,
+        conn: &mut AsyncPgConnection,
+        _envelope: &Envelope,
+        event: SagaTimedOut,
+    ) -> Result<(), HandlerError> {
+        let order_id = event.command.order_id;
+        // The lock a payment of this order takes: a payment running now commits first and is
+        // refunded below, one arriving later finds the saga closed.
+        repo::lock(conn, event.command.user_id).await?;
+        if !shared::closed_sagas::close(conn, order_id).await? {
+            return Ok(());
+        }
+        let undone = refund(conn, order_id, event.command.user_id, false)
+            .await?
+            .is_some();
+        shared::closed_sagas::applied(crate::NAME, order_id, undone);
         Ok(())
     }
 }

@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+#[path = "balance/timeout.rs"]
+mod timeout;
+
 use std::str::FromStr;
 use std::time::Duration;
 

@@ -5,6 +5,9 @@
 //!   it drives compensation). An order without a coupon passes through with no discount.
 //! - `BalanceProcessingFailed` (payment refused) and `PaymentRefunded` (order cancelled) → give
 //!   back the coupon this order used, if any → `CouponRestored`, so stock is restored next.
+//! - `SagaTimedOut` (the order missed its deadline) → close the saga and give back the coupon
+//!   this order used, emitting nothing: the order has already ended. A use arriving after that
+//!   is refused ([`shared::closed_sagas`]).
 //!
 //! Both are idempotent per order through the usage ledger's unique (order, kind), below the
 //! inbox that already drops redelivered messages.
@@ -14,10 +17,11 @@ use diesel_async::AsyncPgConnection;
 use rust_decimal::{Decimal, RoundingStrategy};
 use shared::consumer::{EventHandler, Handlers};
 use shared::envelope::Envelope;
+use shared::envelope::SagaEvent;
 use shared::error::HandlerError;
 use shared::events::{
     BalanceProcessingFailed, CouponFailed, CouponProcessed, CouponRestored, FailureReason,
-    OrderCommand, PaymentRefunded, PricedItem, StockProcessed,
+    OrderCommand, PaymentRefunded, PricedItem, SagaTimedOut, StockProcessed,
 };
 use shared::money;
 use shared::outbox::enqueue_event;
@@ -40,6 +44,7 @@ pub fn handlers(keys: &Keyring) -> Handlers {
         .on::<StockProcessed>(UseCoupon { keys: keys.clone() })
         .on::<BalanceProcessingFailed>(RestoreCoupon { keys: keys.clone() })
         .on::<PaymentRefunded>(RestoreCoupon { keys: keys.clone() })
+        .on::<SagaTimedOut>(Close)
         .batched_by(BATCH, locked_user_coupon)
 }
 
@@ -97,12 +102,19 @@ impl EventHandler<StockProcessed> for UseCoupon {
         let total = money::validate(event.total_amount)
             .map_err(|err| HandlerError::permanent(anyhow::anyhow!("total_amount {err}")))?;
         let Some(user_coupon_id) = event.command.user_coupon_id else {
+            // Nothing to take, so nothing to lock: a timeout racing this has nothing to undo.
+            if refused_as_closed(conn, order_id).await? {
+                return Ok(());
+            }
             return processed(conn, keys, envelope, event, total, Decimal::ZERO).await;
         };
         let held = repo::lock_for_order(conn, user_coupon_id).await?;
         // Checked under the lock, so that a concurrent message for this step that committed
         // first is seen here: its outcome was emitted then.
         if repo::usage(conn, order_id, UsageKind::Use).await?.is_some() {
+            return Ok(());
+        }
+        if refused_as_closed(conn, order_id).await? {
             return Ok(());
         }
         let Some(held) = held else {
@@ -126,6 +138,18 @@ impl EventHandler<StockProcessed> for UseCoupon {
         repo::record_usage(conn, user_coupon_id, order_id, UsageKind::Use, discount).await?;
         processed(conn, keys, envelope, event, total, discount).await
     }
+}
+
+/// Whether the saga was closed by its deadline, counting the refusal if it was.
+async fn refused_as_closed(
+    conn: &mut AsyncPgConnection,
+    order_id: i64,
+) -> Result<bool, HandlerError> {
+    let closed = shared::closed_sagas::is_closed(conn, order_id).await?;
+    if closed {
+        shared::closed_sagas::refused(crate::NAME, order_id, StockProcessed::TYPE);
+    }
+    Ok(closed)
 }
 
 async fn processed(
@@ -221,33 +245,9 @@ async fn restore(
     items: Vec<PricedItem>,
     reason: FailureReason,
 ) -> Result<(), HandlerError> {
-    let order_id = command.order_id;
-    if repo::usage(conn, order_id, UsageKind::Restore)
-        .await?
-        .is_some()
-    {
+    if undo(conn, command.order_id).await? == Undo::AlreadyRestored {
         // Restored and reported by an earlier message.
         return Ok(());
-    }
-    if let Some(used) = repo::usage(conn, order_id, UsageKind::Use).await? {
-        if !repo::release(conn, used.user_coupon_id, order_id).await? {
-            // Nothing in this service makes a used coupon leave its order but this step.
-            tracing::warn!(
-                order_id,
-                user_coupon_id = used.user_coupon_id,
-                "the coupon this order used was no longer held by it"
-            );
-        }
-        // A concurrent restoration of this order fails here on the unique (order, kind), rolls
-        // back and is retried, then finds this row and does nothing.
-        repo::record_usage(
-            conn,
-            used.user_coupon_id,
-            order_id,
-            UsageKind::Restore,
-            used.discount_amount,
-        )
-        .await?;
     }
     let next = CouponRestored {
         command,
@@ -256,6 +256,70 @@ async fn restore(
     };
     enqueue_event::<CouponRestored>(conn, keys, envelope.follow_up(&next)?).await?;
     Ok(())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Undo {
+    Restored,
+    AlreadyRestored,
+    NothingUsed,
+}
+
+/// Makes the coupon the order's USE row names available again, once: its RESTORE row says so.
+async fn undo(conn: &mut AsyncPgConnection, order_id: i64) -> Result<Undo, HandlerError> {
+    if repo::usage(conn, order_id, UsageKind::Restore)
+        .await?
+        .is_some()
+    {
+        return Ok(Undo::AlreadyRestored);
+    }
+    let Some(used) = repo::usage(conn, order_id, UsageKind::Use).await? else {
+        return Ok(Undo::NothingUsed);
+    };
+    if !repo::release(conn, used.user_coupon_id, order_id).await? {
+        // Nothing in this service makes a used coupon leave its order but this step.
+        tracing::warn!(
+            order_id,
+            user_coupon_id = used.user_coupon_id,
+            "the coupon this order used was no longer held by it"
+        );
+    }
+    // A concurrent restoration of this order fails here on the unique (order, kind), rolls
+    // back and is retried, then finds this row and does nothing.
+    repo::record_usage(
+        conn,
+        used.user_coupon_id,
+        order_id,
+        UsageKind::Restore,
+        used.discount_amount,
+    )
+    .await?;
+    Ok(Undo::Restored)
+}
+
+struct Close;
+
+#[async_trait]
+impl EventHandler<SagaTimedOut> for Close {
+    async fn handle(
+        &self,
+        conn: &mut AsyncPgConnection,
+        _envelope: &Envelope,
+        event: SagaTimedOut,
+    ) -> Result<(), HandlerError> {
+        let order_id = event.command.order_id;
+        // The lock a use of this order's coupon takes: a use running now commits first and is
+        // undone below, one arriving later finds the saga closed.
+        if let Some(user_coupon_id) = event.command.user_coupon_id {
+            repo::lock_for_order(conn, user_coupon_id).await?;
+        }
+        if !shared::closed_sagas::close(conn, order_id).await? {
+            return Ok(());
+        }
+        let undone = undo(conn, order_id).await? == Undo::Restored;
+        shared::closed_sagas::applied(crate::NAME, order_id, undone);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

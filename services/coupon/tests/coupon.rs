@@ -1,8 +1,9 @@
 //! The coupon service, black-box: real HTTP on port 0, its own database, its own AMQP prefix.
 //! Saga steps are driven by publishing events to the exchange and observed in the outbox.
 //!
-//! One test binary, in three modules: [`http`] (coupons and their issue), [`race`] (first come,
-//! first served under concurrent requests) and [`saga`] (use and restoration).
+//! One test binary, in four modules: [`http`] (coupons and their issue), [`race`] (first come,
+//! first served under concurrent requests), [`saga`] (use and restoration) and [`timeout`]
+//! (what a saga closed by its deadline gives back and refuses).
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
@@ -13,6 +14,8 @@ mod http;
 mod race;
 #[path = "coupon/saga.rs"]
 mod saga;
+#[path = "coupon/timeout.rs"]
+mod timeout;
 
 use std::str::FromStr;
 use std::time::Duration;

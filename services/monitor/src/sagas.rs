@@ -11,7 +11,7 @@ use serde::Serialize;
 use shared::envelope::{Envelope, SagaEvent};
 use shared::events::{
     BalanceProcessingFailed, BalanceRestorationRequested, CouponFailed, OrderCancelled,
-    OrderCompleted, OrderFailed, StockRestored,
+    OrderCompleted, OrderFailed, SagaTimedOut, StockRestored,
 };
 use shared::metrics::SERVICE;
 use shared::shutdown::Shutdown;
@@ -64,7 +64,7 @@ pub fn describe() {
 fn state_after(event_type: &str) -> &'static str {
     match event_type {
         t if t == OrderCompleted::TYPE => "completed",
-        t if t == OrderFailed::TYPE => "failed",
+        t if t == OrderFailed::TYPE || t == SagaTimedOut::TYPE => "failed",
         t if t == OrderCancelled::TYPE => "cancelled",
         t if t == BalanceRestorationRequested::TYPE => "cancelling",
         _ => "in_flight",

@@ -1,7 +1,7 @@
 //! `order-service`: settings from the command line and environment (`--help` lists them),
 //! then the service until SIGTERM or Ctrl-C.
 
-use shared::service::NoOptions;
+use order_service::OrderArgs;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -9,7 +9,7 @@ async fn main() -> anyhow::Result<()> {
         order_service::NAME,
         order_service::DEFAULT_PORT,
         env!("CARGO_PKG_VERSION"),
-        async |settings, _: NoOptions| order_service::build(settings).await,
+        async |settings, args: OrderArgs| order_service::build_with(settings, &args).await,
     )
     .await
 }

@@ -20,6 +20,8 @@ use crate::domain::OrderStatus;
 use crate::schema::orders;
 
 pub fn describe() {
+    // Before the service's own start installs it, or the zero series below would be lost.
+    shared::metrics::install();
     describe_counter!(
         "saga_started_total",
         "Orders accepted, each starting a saga"
@@ -34,6 +36,9 @@ pub fn describe() {
         "Time from an order's acceptance to its end, by outcome"
     );
     describe_gauge!("sagas_in_flight", "Orders PENDING or CANCELLING right now");
+    // At zero from the start, so that the first timeout is an increase alerts can see.
+    ::metrics::counter!("saga_finished_total", SERVICE => NAME, "outcome" => "failed", "reason" => crate::deadline::TIMEOUT)
+        .absolute(0);
 }
 
 /// An order was accepted (call after its transaction committed).

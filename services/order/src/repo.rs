@@ -26,6 +26,8 @@ pub struct OrderRow {
     pub failure_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub deadline_at: DateTime<Utc>,
+    pub traceparent: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -38,11 +40,29 @@ pub struct ItemRow {
     pub unit_price: Option<Decimal>,
 }
 
+/// How a new order's saga starts: its deadline and the trace it belongs to.
+#[derive(Debug, Clone)]
+pub struct SagaStart {
+    pub deadline_at: DateTime<Utc>,
+    pub traceparent: Option<String>,
+}
+
+impl SagaStart {
+    /// A saga accepted now, whose deadline is `deadline` away.
+    pub fn now(deadline: crate::deadline::SagaDeadline, traceparent: Option<String>) -> Self {
+        Self {
+            deadline_at: deadline.from_now(),
+            traceparent,
+        }
+    }
+}
+
 /// Inserts a PENDING order and its lines; returns its id.
 pub async fn insert(
     conn: &mut AsyncPgConnection,
     order: &NewOrder,
     idempotency: Option<(&str, &str)>,
+    saga: &SagaStart,
 ) -> QueryResult<i64> {
     let id: i64 = diesel::insert_into(orders::table)
         .values((
@@ -51,6 +71,8 @@ pub async fn insert(
             orders::user_coupon_id.eq(order.user_coupon_id),
             orders::idempotency_key.eq(idempotency.map(|(key, _)| key)),
             orders::request.eq(idempotency.map(|(_, request)| request)),
+            orders::deadline_at.eq(saga.deadline_at),
+            orders::traceparent.eq(saga.traceparent.as_deref()),
         ))
         .returning(orders::id)
         .get_result(conn)

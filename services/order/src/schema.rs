@@ -15,6 +15,8 @@ diesel::table! {
         request -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        deadline_at -> Timestamptz,
+        traceparent -> Nullable<Text>,
     }
 }
 

@@ -1,6 +1,7 @@
 //! The order service on its own: validation names the field, unknown ids are 404, listing
 //! pages, an accepted order writes exactly its saga's first event, and the end of a
-//! cancellation emits `OrderCancelled` only for the order it cancelled.
+//! cancellation emits `OrderCancelled` only for the order it cancelled; the deadline sweep
+//! ([`deadline`]).
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
@@ -18,6 +19,9 @@ use testkit::clients::OrderClient;
 use testkit::effects::count;
 use testkit::service::{Setup, TestApp, outbox_events, publish};
 use testkit::{TestAmqp, TestDb, eventually_async};
+
+#[path = "order/deadline.rs"]
+mod deadline;
 
 async fn start() -> (TestDb, TestAmqp, TestApp) {
     let Setup { db, amqp, app } = Setup::start(

@@ -30,6 +30,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 /// Prepares the database and binds the service.
 pub async fn build(settings: &ServiceSettings) -> anyhow::Result<Application> {
     let pool = prepare_database(&settings.database, MIGRATIONS).await?;
+    shared::closed_sagas::describe(
+        NAME,
+        <shared::events::OrderProcessingStarted as shared::envelope::SagaEvent>::TYPE,
+    );
     Application::build(
         settings,
         pool,

@@ -5,6 +5,9 @@
 //!   error: it ends the saga).
 //! - `CouponFailed` and `CouponRestored` (a later step failed) → give back exactly what this
 //!   order reserved → `StockRestored`.
+//! - `SagaTimedOut` (the order missed its deadline) → close the saga and give back what this
+//!   order reserved, emitting nothing: the order has already ended. A reservation arriving
+//!   after that is refused ([`shared::closed_sagas`]).
 //!
 //! Both are idempotent per order through the ledger's unique (order, product, kind), below the
 //! inbox that already drops redelivered messages. Both lock the products they touch in id order
@@ -18,10 +21,11 @@ use diesel_async::AsyncPgConnection;
 use rust_decimal::Decimal;
 use shared::consumer::{EventHandler, Handlers};
 use shared::envelope::Envelope;
+use shared::envelope::SagaEvent;
 use shared::error::HandlerError;
 use shared::events::{
     CouponFailed, CouponRestored, FailureReason, OrderCommand, OrderLine, OrderProcessingStarted,
-    PricedItem, StockFailed, StockProcessed, StockRestored,
+    PricedItem, SagaTimedOut, StockFailed, StockProcessed, StockRestored,
 };
 use shared::money;
 use shared::outbox::enqueue_event;
@@ -34,6 +38,7 @@ pub fn handlers(keys: &Keyring) -> Handlers {
         .on::<OrderProcessingStarted>(Reserve { keys: keys.clone() })
         .on::<CouponFailed>(Restore { keys: keys.clone() })
         .on::<CouponRestored>(Restore { keys: keys.clone() })
+        .on::<SagaTimedOut>(Close)
 }
 
 struct Reserve {
@@ -64,6 +69,10 @@ impl EventHandler<OrderProcessingStarted> for Reserve {
             .is_empty()
         {
             // This order was already reserved by an earlier message: its outcome was emitted then.
+            return Ok(());
+        }
+        if shared::closed_sagas::is_closed(conn, order_id).await? {
+            shared::closed_sagas::refused(crate::NAME, order_id, OrderProcessingStarted::TYPE);
             return Ok(());
         }
         let outcome =
@@ -211,44 +220,90 @@ async fn restore(
     command: OrderCommand,
     reason: FailureReason,
 ) -> Result<(), HandlerError> {
-    let order_id = command.order_id;
-    let reserved = repo::order_movements(conn, order_id, repo::RESERVE).await?;
-    if !reserved.is_empty() {
-        let ids: Vec<i64> = reserved
-            .iter()
-            .map(|movement| movement.product_id)
-            .collect();
-        repo::lock(conn, &ids).await?;
-        if !repo::order_movements(conn, order_id, repo::RESTORE)
-            .await?
-            .is_empty()
-        {
-            // Already restored by an earlier message, which emitted `StockRestored`.
-            return Ok(());
-        }
-        // In product id order, the order of the locks.
-        for movement in &reserved {
-            let delta = movement.delta.saturating_neg();
-            let after = repo::change_stock(conn, movement.product_id, delta, i32::MAX)
-                .await?
-                .ok_or_else(|| {
-                    HandlerError::permanent(anyhow::anyhow!(
-                        "restoring {delta} to product {} would overflow its stock",
-                        movement.product_id
-                    ))
-                })?;
-            repo::record(
-                conn,
-                movement.product_id,
-                Some(order_id),
-                repo::RESTORE,
-                delta,
-                after.stock,
-            )
-            .await?;
-        }
+    if undo(conn, command.order_id).await? == Undo::AlreadyRestored {
+        // Already restored by an earlier message, which emitted `StockRestored`.
+        return Ok(());
     }
     let next = StockRestored { command, reason };
     enqueue_event::<StockRestored>(conn, keys, envelope.follow_up(&next)?).await?;
     Ok(())
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Undo {
+    Restored,
+    AlreadyRestored,
+    NothingReserved,
+}
+
+/// Restores exactly what the order's RESERVE rows took, once: the RESTORE rows say it was done.
+async fn undo(conn: &mut AsyncPgConnection, order_id: i64) -> Result<Undo, HandlerError> {
+    let reserved = repo::order_movements(conn, order_id, repo::RESERVE).await?;
+    if reserved.is_empty() {
+        return Ok(Undo::NothingReserved);
+    }
+    let ids: Vec<i64> = reserved
+        .iter()
+        .map(|movement| movement.product_id)
+        .collect();
+    repo::lock(conn, &ids).await?;
+    if !repo::order_movements(conn, order_id, repo::RESTORE)
+        .await?
+        .is_empty()
+    {
+        return Ok(Undo::AlreadyRestored);
+    }
+    // In product id order, the order of the locks.
+    for movement in &reserved {
+        let delta = movement.delta.saturating_neg();
+        let after = repo::change_stock(conn, movement.product_id, delta, i32::MAX)
+            .await?
+            .ok_or_else(|| {
+                HandlerError::permanent(anyhow::anyhow!(
+                    "restoring {delta} to product {} would overflow its stock",
+                    movement.product_id
+                ))
+            })?;
+        repo::record(
+            conn,
+            movement.product_id,
+            Some(order_id),
+            repo::RESTORE,
+            delta,
+            after.stock,
+        )
+        .await?;
+    }
+    Ok(Undo::Restored)
+}
+
+struct Close;
+
+#[async_trait]
+impl EventHandler<SagaTimedOut> for Close {
+    async fn handle(
+        &self,
+        conn: &mut AsyncPgConnection,
+        _envelope: &Envelope,
+        event: SagaTimedOut,
+    ) -> Result<(), HandlerError> {
+        let order_id = event.command.order_id;
+        // The locks a reservation of this order takes: one running now commits first and is
+        // undone below, one arriving later finds the saga closed.
+        let ids: Vec<i64> = event
+            .command
+            .items
+            .iter()
+            .map(|line| line.product_id)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        repo::lock(conn, &ids).await?;
+        if !shared::closed_sagas::close(conn, order_id).await? {
+            return Ok(());
+        }
+        let undone = undo(conn, order_id).await? == Undo::Restored;
+        shared::closed_sagas::applied(crate::NAME, order_id, undone);
+        Ok(())
+    }
 }

@@ -8,6 +8,8 @@
 mod http;
 #[path = "product/saga.rs"]
 mod saga;
+#[path = "product/timeout.rs"]
+mod timeout;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -32,7 +32,12 @@ fn items() -> Vec<PricedItem> {
     }]
 }
 
-fn stock_processed(order_id: i64, user_id: i64, coupon: Option<i64>, total: &str) -> Envelope {
+pub(super) fn stock_processed(
+    order_id: i64,
+    user_id: i64,
+    coupon: Option<i64>,
+    total: &str,
+) -> Envelope {
     let event = StockProcessed {
         command: command(order_id, user_id, coupon),
         items: items(),
@@ -69,7 +74,7 @@ async fn step<E: SagaEvent>(s: &Setup, event: &Envelope) -> Envelope {
 }
 
 /// Uses a new FIXED 5.00 coupon of `user_id` for `order_id`; returns the user coupon.
-async fn used_coupon(s: &Setup, user_id: i64, order_id: i64) -> i64 {
+pub(super) async fn used_coupon(s: &Setup, user_id: i64, order_id: i64) -> i64 {
     let coupons = CouponClient::new(&s.app);
     let coupon = coupons
         .create_coupon(&coupon_body("FIXED", "5.00", 10))

@@ -17,8 +17,9 @@ use shared::outbox::enqueue_event;
 use shared::seal::Keyring;
 use utoipa::ToSchema;
 
+use crate::deadline::SagaDeadline;
 use crate::domain::{self, NewOrder, OrderRequest, OrderStatus};
-use crate::repo;
+use crate::repo::{self, SagaStart};
 use crate::waiters::Waiters;
 
 mod read;
@@ -26,8 +27,9 @@ mod read;
 /// The longest a `wait_ms` long poll holds a request.
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
-pub fn configure(routes: &mut Routes<'_>, waiters: Arc<Waiters>) {
+pub fn configure(routes: &mut Routes<'_>, waiters: Arc<Waiters>, deadline: SagaDeadline) {
     configure_reads(routes, waiters);
+    routes.app_data(web::Data::new(deadline));
     routes
         .route(__path_place, place)
         .route(__path_cancel, cancel);
@@ -90,6 +92,7 @@ enum Placed {
 async fn place(
     pool: web::Data<PgPool>,
     keys: web::Data<Keyring>,
+    deadline: web::Data<SagaDeadline>,
     request: HttpRequest,
     ValidJson(body): ValidJson<OrderRequest>,
 ) -> Result<HttpResponse, ApiError> {
@@ -100,26 +103,19 @@ async fn place(
         })?)?),
         None => None,
     };
-    let traceparent = Some(traceparent_of(&request));
-    let trace_id = traceparent
+    let saga = SagaStart::now(**deadline, Some(traceparent_of(&request)));
+    let trace_id = saga
+        .traceparent
         .as_deref()
         .and_then(shared::telemetry::trace_id)
         .map(str::to_owned);
     let mut conn = pool.get().await?;
-    let placed = match insert_or_replay(
-        &mut conn,
-        &keys,
-        &order,
-        key.as_deref(),
-        traceparent.clone(),
-    )
-    .await
-    {
+    let placed = match insert_or_replay(&mut conn, &keys, &order, key.as_deref(), &saga).await {
         // Two requests raced with one key: the loser reads the winner's order.
         Err(ApiError::Conflict {
             code: "conflict", ..
         }) if key.is_some() => {
-            insert_or_replay(&mut conn, &keys, &order, key.as_deref(), traceparent).await?
+            insert_or_replay(&mut conn, &keys, &order, key.as_deref(), &saga).await?
         }
         other => other?,
     };
@@ -161,7 +157,7 @@ async fn insert_or_replay(
     keys: &Keyring,
     order: &NewOrder,
     key: Option<&str>,
-    traceparent: Option<String>,
+    saga: &SagaStart,
 ) -> Result<Placed, ApiError> {
     let fingerprint = order.fingerprint();
     conn.transaction(async |tx| {
@@ -177,7 +173,7 @@ async fn insert_or_replay(
                 ))
             };
         }
-        let id = repo::insert(tx, order, key.map(|key| (key, fingerprint.as_str()))).await?;
+        let id = repo::insert(tx, order, key.map(|key| (key, fingerprint.as_str())), saga).await?;
         let started = OrderProcessingStarted {
             command: OrderCommand {
                 order_id: id,
@@ -188,7 +184,7 @@ async fn insert_or_replay(
         };
         let envelope = Envelope::new(&started, Some(id))
             .map_err(|err| ApiError::Internal(err.into()))?
-            .with_traceparent(traceparent);
+            .with_traceparent(saga.traceparent.clone());
         enqueue_event::<OrderProcessingStarted>(tx, keys, envelope).await?;
         Ok(Placed::New(id))
     })

@@ -52,6 +52,8 @@ struct OrderView {
     failure_code: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    /// When a `PENDING` order is given up on: it then ends `FAILED` with code `timeout`.
+    deadline_at: DateTime<Utc>,
 }
 
 fn view(order: OrderRow, items: &[ItemRow]) -> OrderView {
@@ -76,6 +78,7 @@ fn view(order: OrderRow, items: &[ItemRow]) -> OrderView {
         failure_code: order.failure_code,
         created_at: order.created_at,
         updated_at: order.updated_at,
+        deadline_at: order.deadline_at,
     }
 }
 
