@@ -286,11 +286,14 @@ async fn killing_the_leader_then_a_follower_under_load_loses_no_order() {
 
     let placed = load.stop().await;
     assert_every_order_ended_right(&s, shop, &placed).await;
-    assert_eq!(
-        applied_by_monitor(&s, &unpublished).await,
-        unpublished.len() as i64,
-        "every event unpublished when a node died was published and applied"
-    );
+    // The monitor applies events on its own schedule, behind the services: wait for it.
+    let expected = unpublished.len() as i64;
+    eventually_async(
+        Duration::from_secs(60),
+        "every event unpublished when a node died published and applied by the monitor",
+        || async { (applied_by_monitor(&s, &unpublished).await == expected).then_some(()) },
+    )
+    .await;
     assert!(
         relay_errors() > errors,
         "the relay lost a broker connection"
