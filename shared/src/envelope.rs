@@ -35,7 +35,8 @@ pub struct Envelope {
     #[serde(default)]
     pub causation_id: Option<Uuid>,
     pub occurred_at: DateTime<Utc>,
-    /// W3C trace context of the request that started the saga.
+    /// W3C trace context of the span that produced this event (its `create` span, see
+    /// [`crate::telemetry::messaging`]); the trace is the saga's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
     pub payload: serde_json::Value,
@@ -57,11 +58,14 @@ impl Envelope {
     }
 
     /// The envelope of `event`, emitted while handling `self`: same saga and trace, caused by
-    /// `self`.
+    /// `self`. Its trace context is the current span's, the span handling `self` (the consumer
+    /// runtime runs every handler inside it), so that the span of `event` becomes its child;
+    /// without span export, a copy of `self`'s.
     pub fn follow_up<E: SagaEvent>(&self, event: &E) -> Result<Self, serde_json::Error> {
         let mut next = Self::new(event, self.saga_id)?;
         next.causation_id = Some(self.event_id);
-        next.traceparent = self.traceparent.clone();
+        next.traceparent =
+            crate::telemetry::current_traceparent().or_else(|| self.traceparent.clone());
         Ok(next)
     }
 
