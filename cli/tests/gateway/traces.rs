@@ -67,8 +67,8 @@ async fn a_saga_is_exported_as_one_tree_from_its_request_and_flushed_when_the_pr
     let created = assert_causal_chain(&saga, roots[0]);
     assert_published(&spans, &created);
     let read = format!("/orders/{order}");
-    let polls = spans.iter().filter(|s| s.name == "GET /orders/{id}");
-    let poll = polls.last().expect("a server span of the long poll");
+    let poll = spans.iter().rfind(|s| s.name == "GET /orders/{id}");
+    let poll = poll.expect("a server span of the long poll");
     assert_server_span(poll, "GET", "/orders/{id}", &read, "200");
 }
 
