@@ -57,7 +57,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shared::telemetry::init("sagactl");
-    match Cli::parse().command {
+    let outcome = match Cli::parse().command {
         Command::Up(args) => up::run(args).await,
         Command::Seed(targets) => seed::run(&targets).await.map(|_| ()),
         Command::Dlq(args) => dlq::run(args).await,
@@ -66,5 +66,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Outbox(args) => outbox::run(args).await,
         Command::Keys(args) => keys::run(args),
         Command::Verify(args) => verify::run(args).await,
-    }
+    };
+    // `up` runs the whole system in this process: its last spans leave now.
+    shared::telemetry::shutdown();
+    outcome
 }

@@ -6,8 +6,10 @@
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 mod system;
-// `sagactl up` with its gateway: in this binary, which links the whole system once.
+// `sagactl up` with its gateway, and the spans it exports: in this binary, which links the
+// whole system once.
 mod gateway {
+    mod traces;
     mod up;
 }
 

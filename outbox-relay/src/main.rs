@@ -12,7 +12,8 @@ async fn main() -> anyhow::Result<()> {
     shared::telemetry::init("outbox-relay");
     let settings = cli.settings()?;
     let shutdown = Shutdown::from_os_signals();
-    outbox_relay::run(settings, shutdown).await?;
+    let outcome = outbox_relay::run(settings, shutdown).await;
     tracing::info!("outbox relay stopped");
-    Ok(())
+    shared::telemetry::shutdown();
+    outcome
 }

@@ -38,8 +38,35 @@ impl Publisher {
         })
     }
 
-    /// Publishes `rows` pipelined; one outcome per row, in order.
+    /// Publishes `rows` pipelined; one outcome per row, in order. Each row's `publish` span
+    /// lasts until its outcome is known and fails unless the broker confirmed the row.
     pub async fn publish(&self, rows: &[PendingRow]) -> Vec<Outcome> {
+        let spans: Vec<tracing::Span> = rows.iter().map(|row| self.span(row)).collect();
+        let outcomes = self.publish_pipelined(rows).await;
+        for (span, outcome) in spans.iter().zip(&outcomes) {
+            if !matches!(outcome, Outcome::Confirmed) {
+                span.record("otel.status_code", "error");
+            }
+        }
+        outcomes
+    }
+
+    /// The span of publishing `row`, linked to the span that created it.
+    fn span(&self, row: &PendingRow) -> tracing::Span {
+        let event_id = row.event_id.to_string();
+        let message = shared::telemetry::messaging::Message {
+            id: &event_id,
+            saga_id: row.saga_id,
+            routing_key: &row.routing_key,
+        };
+        let traceparent = row
+            .headers
+            .get(headers::TRACEPARENT)
+            .and_then(|v| v.as_str());
+        shared::telemetry::messaging::publish_span(&self.exchange, &message, traceparent)
+    }
+
+    async fn publish_pipelined(&self, rows: &[PendingRow]) -> Vec<Outcome> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; rows.len()];
         let mut outgoing = Vec::with_capacity(rows.len());
         let mut positions = Vec::with_capacity(rows.len());

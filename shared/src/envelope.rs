@@ -35,7 +35,8 @@ pub struct Envelope {
     #[serde(default)]
     pub causation_id: Option<Uuid>,
     pub occurred_at: DateTime<Utc>,
-    /// W3C trace context of the request that started the saga.
+    /// W3C trace context of the span that produced this event (its `create` span, see
+    /// [`crate::telemetry::messaging`]); the trace is the saga's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
     pub payload: serde_json::Value,
@@ -57,11 +58,18 @@ impl Envelope {
     }
 
     /// The envelope of `event`, emitted while handling `self`: same saga and trace, caused by
-    /// `self`.
+    /// `self`. Its trace context is the current span's when that span is in `self`'s trace: the
+    /// span handling `self` (the consumer runtime runs every handler inside it), so that the
+    /// span of `event` becomes its child. Otherwise (no span export, or a span of another trace,
+    /// such as a timer's) a copy of `self`'s, which keeps the event in the saga's trace.
     pub fn follow_up<E: SagaEvent>(&self, event: &E) -> Result<Self, serde_json::Error> {
+        use crate::telemetry::trace_id;
         let mut next = Self::new(event, self.saga_id)?;
         next.causation_id = Some(self.event_id);
-        next.traceparent = self.traceparent.clone();
+        let own = self.traceparent.as_deref();
+        next.traceparent = crate::telemetry::current_traceparent()
+            .filter(|current| own.is_none_or(|own| trace_id(own) == trace_id(current)))
+            .or_else(|| self.traceparent.clone());
         Ok(next)
     }
 
@@ -121,5 +129,37 @@ mod tests {
         assert_eq!(next.causation_id, Some(first.event_id));
         assert_eq!(next.traceparent.as_deref(), Some("tp"));
         assert_ne!(next.event_id, first.event_id);
+    }
+
+    #[test]
+    fn follow_up_names_the_span_handling_its_cause_but_never_leaves_the_sagas_trace() {
+        use opentelemetry::trace::TracerProvider as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            let cause = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+            let first = Envelope::new(&Ping { n: 1 }, Some(9))
+                .unwrap()
+                .with_traceparent(Some(cause.into()));
+            let handling = tracing::info_span!("process");
+            crate::telemetry::continue_trace(&handling, Some(cause));
+            let next = handling.in_scope(|| first.follow_up(&Ping { n: 2 }).unwrap());
+            let next = next.traceparent.unwrap();
+            assert_eq!(
+                crate::telemetry::trace_id(&next),
+                crate::telemetry::trace_id(cause)
+            );
+            assert_eq!(Some(next), crate::telemetry::traceparent_of(&handling));
+
+            let timer = tracing::info_span!(parent: None, "sweep");
+            let next = timer.in_scope(|| first.follow_up(&Ping { n: 3 }).unwrap());
+            assert_eq!(
+                next.traceparent.as_deref(),
+                Some(cause),
+                "another trace's span"
+            );
+        });
     }
 }

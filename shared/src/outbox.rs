@@ -4,6 +4,7 @@
 //! as its state change; the outbox relay publishes them after commit. A rolled-back transaction
 //! therefore never emits anything, and a committed one always will.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -57,7 +58,9 @@ struct NewOutboxRow<'a> {
 /// Inserts `messages` as outbox rows on `conn`, which should be inside the caller's transaction,
 /// each body sealed with `keys` (signed by this service, payload encrypted): the table and the
 /// broker never hold a readable payload. The insert fires the NOTIFY trigger that wakes the
-/// relay at commit.
+/// relay at commit. Each event is created in a span of its own
+/// ([`create_span`](crate::telemetry::messaging::create_span)), whose context it carries as its
+/// `traceparent` when spans are exported.
 pub async fn enqueue(
     conn: &mut AsyncPgConnection,
     keys: &Keyring,
@@ -69,9 +72,18 @@ pub async fn enqueue(
     let rows = messages
         .iter()
         .map(|message| {
-            let envelope = &message.envelope;
+            let created =
+                crate::telemetry::messaging::create_span(&message.routing_key, &message.envelope);
+            // The event carries the context of its own `create` span (without export, the one
+            // its producer set): a consumer's span becomes that span's child.
+            let envelope = match crate::telemetry::traceparent_of(&created) {
+                Some(traceparent) => {
+                    Cow::Owned(message.envelope.clone().with_traceparent(Some(traceparent)))
+                }
+                None => Cow::Borrowed(&message.envelope),
+            };
             let body = keys
-                .seal(envelope)
+                .seal(&envelope)
                 .map_err(|err| diesel::result::Error::SerializationError(err.into()))?;
             let mut headers = serde_json::Map::new();
             if let Some(traceparent) = &envelope.traceparent {
@@ -88,7 +100,7 @@ pub async fn enqueue(
             }
             Ok(NewOutboxRow {
                 event_id: envelope.event_id,
-                event_type: &envelope.event_type,
+                event_type: &message.envelope.event_type,
                 routing_key: &message.routing_key,
                 saga_id: envelope.saga_id,
                 body,

@@ -173,7 +173,7 @@ fn about(name: &str) -> String {
 
 /// The whole `main` of a service binary: parses the command line and environment (answering
 /// `--help` and `--version` without starting anything), sets up telemetry, builds the service
-/// with `build` and serves until SIGTERM or Ctrl-C.
+/// with `build` and serves until SIGTERM or Ctrl-C; then exports the spans still buffered.
 pub async fn serve<A: Args + FromArgMatches>(
     name: &str,
     default_port: u16,
@@ -190,7 +190,9 @@ pub async fn serve<A: Args + FromArgMatches>(
     let options = A::from_arg_matches(&matches)?;
     let app = build(&settings, options).await?;
     tracing::info!(port = app.port(), service = name, "listening");
-    app.run(Shutdown::from_os_signals()).await
+    let outcome = app.run(Shutdown::from_os_signals()).await;
+    crate::telemetry::shutdown();
+    outcome
 }
 
 /// Creates the database if missing and runs the outbox/inbox migrations, then the service's,
@@ -275,6 +277,9 @@ impl Application {
                     crate::http::fallback::json_errors,
                 ))
                 .wrap(actix_web::middleware::from_fn(crate::http::metrics::track))
+                .wrap(actix_web::middleware::from_fn(
+                    crate::telemetry::http::trace,
+                ))
                 .app_data(service_name.clone())
                 .route("/metrics", web::get().to(crate::http::metrics::render))
                 .app_data(pool_data.clone())

@@ -4,14 +4,21 @@
 //! for an `https://` endpoint ([`otlp_client`] reads the certificate variables).
 //!
 //! A saga's trace travels as a W3C `traceparent`: in the HTTP request that created the order,
-//! in every envelope and AMQP header after it. [`continue_trace`] makes a span a child of that
-//! context, so all spans of one saga share one trace id across services; the id is also a span
-//! field (`trace_id`), hence in every log line of the saga.
+//! in every envelope and AMQP header after it. Each event carries the context of the span that
+//! produced it (its `create` span, [`messaging`]), and the span that consumes it is that span's
+//! child ([`continue_trace`]), so one saga is one tree of spans across services, rooted in the
+//! HTTP server span of the request that started it ([`http`]). The trace id is also a span field
+//! (`trace_id`), hence in every log line of the saga. [`shutdown`] exports what is still
+//! buffered; every binary calls it on its way out.
 
+pub mod http;
+pub mod messaging;
 mod otlp_client;
 
+use std::sync::OnceLock;
+
 use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::trace::{SpanContext, TraceContextExt as _, TracerProvider as _};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
@@ -82,20 +89,76 @@ fn otlp_tracer(service: &str) -> Option<opentelemetry_sdk::trace::Tracer> {
                 .build(),
         )
         .build();
-    opentelemetry::global::set_tracer_provider(provider.clone());
-    Some(provider.tracer(service.to_owned()))
+    let tracer = provider.tracer(service.to_owned());
+    // Kept for [`shutdown`]: the global provider offers no flush since opentelemetry 0.28.
+    if PROVIDER.set(provider.clone()).is_ok() {
+        opentelemetry::global::set_tracer_provider(provider);
+    }
+    Some(tracer)
 }
 
-/// Makes `span` part of the trace `traceparent` names (a no-op without OTLP export or with a
-/// malformed value).
+/// The provider [`init`] installed, if it exports.
+static PROVIDER: OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> = OnceLock::new();
+
+/// Exports the spans still buffered and stops exporting (a no-op without OTLP export). Called
+/// once a binary's work has stopped: the batch processor would otherwise drop up to a batch
+/// delay of spans, the end of every saga in flight among them. Blocks for up to 5 s.
+pub fn shutdown() {
+    if let Some(provider) = PROVIDER.get()
+        && let Err(err) = provider.shutdown()
+    {
+        eprintln!("OTLP export: flushing spans on shutdown failed: {err}");
+    }
+}
+
+/// Makes `span` a child of the span `traceparent` names (a no-op without OTLP export, with a
+/// malformed value, or once `span` was entered).
 pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
-    let Some(traceparent) = traceparent.filter(|tp| is_traceparent(tp)) else {
-        return;
-    };
+    if let Some(remote) = traceparent.and_then(span_context) {
+        let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+    }
+}
+
+/// Adds a link from `span` to the span `traceparent` names (a no-op without OTLP export or with
+/// a malformed value).
+pub fn link(span: &tracing::Span, traceparent: Option<&str>) {
+    if let Some(remote) = traceparent.and_then(span_context) {
+        span.add_link(remote);
+    }
+}
+
+/// The span context a well-formed `traceparent` names.
+fn span_context(traceparent: &str) -> Option<SpanContext> {
+    if !is_traceparent(traceparent) {
+        return None;
+    }
     let carrier =
         std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
     let context = TraceContextPropagator::new().extract(&carrier);
-    let _ = span.set_parent(context);
+    let remote = context.span().span_context().clone();
+    remote.is_valid().then_some(remote)
+}
+
+/// The W3C `traceparent` of `span` when it is exported (`None` without OTLP export): what a
+/// message or a request caused by `span` carries so that its spans become children of `span`.
+/// Starts `span` if it was not yet: its parent is fixed from then on.
+pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    let context = span.context();
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            span_context.trace_id(),
+            span_context.span_id(),
+            span_context.trace_flags().to_u8()
+        )
+    })
+}
+
+/// [`traceparent_of`] the current span.
+pub fn current_traceparent() -> Option<String> {
+    traceparent_of(&tracing::Span::current())
 }
 
 /// A new W3C `traceparent` (version 00, sampled) with random trace and span ids.

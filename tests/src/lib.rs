@@ -6,7 +6,8 @@
 //! the broker and can cut every connection on command. [`eventually`] waits for a condition
 //! with a deadline instead of sleeping. [`clients`] are typed HTTP clients for the services.
 //! [`keys`] seals and opens events with the development key set every service under test uses.
-//! [`pki`] makes the certificates of the TLS tests.
+//! [`pki`] makes the certificates of the TLS tests. [`otlp`] is a collector that keeps and
+//! decodes the spans it is sent.
 //! [`broker`] sets up least-privilege broker identities in a vhost of a test's own.
 //! [`cluster`] runs a three-node RabbitMQ cluster of a test's own, whose nodes it can kill.
 //! [`TestAmqp::park_next_as_dead_letter`] dead-letters a queued message as a consumer would.
@@ -21,6 +22,7 @@ mod db;
 mod dead_letters;
 pub mod effects;
 pub mod keys;
+pub mod otlp;
 pub mod pki;
 pub mod promql;
 mod proxy;

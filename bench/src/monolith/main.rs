@@ -60,6 +60,10 @@ async fn main() -> anyhow::Result<()> {
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(shared::http::metrics::track))
+            // The services' HTTP front to the last layer, so that a comparison is fair.
+            .wrap(actix_web::middleware::from_fn(
+                shared::telemetry::http::trace,
+            ))
             .app_data(service_name.clone())
             .route("/metrics", web::get().to(shared::http::metrics::render))
             .app_data(pool_data.clone())
@@ -90,5 +94,6 @@ async fn main() -> anyhow::Result<()> {
     Shutdown::from_os_signals().wait().await;
     handle.stop(true).await;
     let _ = running.await;
+    shared::telemetry::shutdown();
     Ok(())
 }

@@ -20,7 +20,7 @@ const START_DEADLINE: Duration = Duration::from_secs(120);
 const STOP_DEADLINE: Duration = Duration::from_secs(60);
 
 /// A running `sagactl up`; SIGTERM (then SIGKILL) if the test ends first.
-struct Up {
+pub(super) struct Up {
     child: Child,
     pid: u32,
     stdout: Arc<Mutex<String>>,
@@ -37,7 +37,7 @@ struct Up {
 
 impl Up {
     /// `sagactl up args` with `env`, up to its "all up" line.
-    async fn start(args: &[&str], env: &[(&str, String)]) -> Self {
+    pub(super) async fn start(args: &[&str], env: &[(&str, String)]) -> Self {
         init_tracing();
         let amqp = TestAmqp::new().await;
         let dir = std::env::temp_dir().join(format!("up-{}", testkit::unique_suffix()));
@@ -52,12 +52,14 @@ impl Up {
             .env("EVENT_KEYS", "dev")
             .env("RELAY_METRICS_PORT", "0")
             .env("GATEWAY_LISTEN", format!("127.0.0.1:{gateway_port}"))
-            .env("NGINX", nginx_binary())
             .envs(env.iter().map(|(k, v)| (*k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        if !args.contains(&"--no-gateway") {
+            command.env("NGINX", nginx_binary());
+        }
         let (mut dbs, mut ports, mut relayed) = (Vec::new(), Vec::new(), Vec::new());
         for name in SERVICES {
             let db = TestDb::uncreated();
@@ -91,16 +93,16 @@ impl Up {
         up
     }
 
-    fn stdout(&self) -> String {
+    pub(super) fn stdout(&self) -> String {
         self.stdout.lock().unwrap().clone()
     }
 
-    fn stderr(&self) -> String {
+    pub(super) fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
     }
 
     /// Until stdout shows `text`; fails at once if `up` exits.
-    async fn wait_printed(&self, text: &str, deadline: Duration) {
+    pub(super) async fn wait_printed(&self, text: &str, deadline: Duration) {
         eventually(deadline, &format!("`{text}` from sagactl up"), || {
             assert!(
                 exists(self.pid),
@@ -117,7 +119,7 @@ impl Up {
         Api::new(self.gateway.clone(), reqwest::Client::new())
     }
 
-    fn port(&self, name: &str) -> u16 {
+    pub(super) fn port(&self, name: &str) -> u16 {
         self.ports.iter().find(|(n, _)| *n == name).unwrap().1
     }
 
@@ -129,7 +131,7 @@ impl Up {
     }
 
     /// SIGTERM, then its exit status once it exited (within `STOP_DEADLINE`).
-    async fn terminate(&mut self) -> std::process::ExitStatus {
+    pub(super) async fn terminate(&mut self) -> std::process::ExitStatus {
         assert!(signal(self.pid, "TERM"), "SIGTERM to sagactl up");
         let status = tokio::time::timeout(STOP_DEADLINE, self.child.wait()).await;
         let status = status.expect("sagactl up to stop after SIGTERM").unwrap();

@@ -5,15 +5,10 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
-// The collector lives in `tests/otlp/` (no `main.rs` there, so cargo builds no second target).
-#[path = "otlp/collector.rs"]
-mod collector;
-
-use std::path::{Path, PathBuf};
+use std::ffi::OsStr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use collector::Collector;
 
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
@@ -21,11 +16,14 @@ use lapin::types::FieldTable;
 use shared::amqp::headers;
 use shared::envelope::{Envelope, SagaEvent};
 use shared::events::{CouponProcessed, OrderCommand, OrderLine};
+use testkit::otlp::Collector;
 use testkit::pki::{Ca, IssuedFiles};
 use testkit::{TestAmqp, TestDb, eventually_async, init_tracing};
 use tokio::process::Child;
 
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+/// The span that produced the event the test publishes.
+const PARENT_SPAN_ID: &str = "00f067aa0ba902b7";
 const DEADLINE: Duration = Duration::from_secs(30);
 
 fn free_port() -> u16 {
@@ -37,12 +35,13 @@ fn free_port() -> u16 {
 }
 
 /// The real balance-service binary on a free port, exporting spans to `endpoint` with the
-/// `otel` variables, once it is ready; killed when dropped.
+/// `otel` variables (a batch delay of 100 ms unless they set one), once it is ready; killed when
+/// dropped.
 async fn start_service(
     db: &TestDb,
     amqp: &TestAmqp,
     endpoint: &str,
-    otel: &[(&str, &Path)],
+    otel: &[(&str, &OsStr)],
 ) -> Child {
     amqp.remember_consumer(
         balance_service::NAME,
@@ -61,8 +60,8 @@ async fn start_service(
         .env("AMQP_PREFIX", &amqp.prefix)
         .env("EVENT_KEYS", "dev")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
-        .envs(otel.iter().copied())
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .envs(otel.iter().copied())
         .env("RUST_LOG", "info")
         .kill_on_drop(true)
         .spawn()
@@ -102,7 +101,7 @@ async fn publish_in_trace(amqp: &TestAmqp) {
         discount_amount: 0.into(),
         amount_to_pay: 10.into(),
     };
-    let traceparent = format!("00-{TRACE_ID}-00f067aa0ba902b7-01");
+    let traceparent = format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-01");
     let envelope = Envelope::new(&event, Some(7))
         .unwrap()
         .with_traceparent(Some(traceparent.clone()));
@@ -153,6 +152,45 @@ async fn spans_are_exported_in_the_sagas_trace_when_an_endpoint_is_set() {
     let _service = start_service(&db, &amqp, &endpoint, &[]).await;
     publish_in_trace(&amqp).await;
     wait_for_trace(&collector.bodies).await;
+}
+
+#[tokio::test]
+async fn spans_still_buffered_are_exported_when_the_service_stops() {
+    init_tracing();
+    let db = TestDb::with_migrations(vec![balance_service::MIGRATIONS]).await;
+    let amqp = TestAmqp::new().await;
+    let collector = Collector::start(None).await;
+    let endpoint = format!("http://127.0.0.1:{}", collector.port);
+    // Longer than the test: whatever arrives was flushed at shutdown.
+    let otel = [("OTEL_BSP_SCHEDULE_DELAY", OsStr::new("600000"))];
+    let mut service = start_service(&db, &amqp, &endpoint, &otel).await;
+    publish_in_trace(&amqp).await;
+    // Handled: user 3 has no money, so a BalanceProcessingFailed waits in the outbox.
+    eventually_async(DEADLINE, "the event handled", || async {
+        (testkit::effects::unpublished(&db).await == 1).then_some(())
+    })
+    .await;
+    assert!(
+        collector.bodies.lock().unwrap().is_empty(),
+        "exported early"
+    );
+
+    let pid = service.id().unwrap().to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(term.unwrap().success(), "SIGTERM to the service");
+    let status = tokio::time::timeout(DEADLINE, service.wait())
+        .await
+        .unwrap();
+    assert!(status.unwrap().success());
+    let spans = collector.spans();
+    let consumed = spans
+        .iter()
+        .find(|span| span.name.starts_with("process ") && span.trace_id == TRACE_ID)
+        .unwrap_or_else(|| panic!("no consumer span of the saga in {spans:#?}"));
+    assert_eq!(consumed.parent_span_id.as_deref(), Some(PARENT_SPAN_ID));
+    assert_eq!(consumed.service, balance_service::NAME);
 }
 
 /// A CA, the collector's certificate for 127.0.0.1 and a client certificate, as files in a
@@ -215,12 +253,12 @@ async fn spans_reach_a_collector_over_https_that_requires_a_client_certificate()
     let collector = Collector::start(Some(pki.server_config())).await;
     let endpoint = format!("https://127.0.0.1:{}", collector.port);
     let otel = [
-        ("OTEL_EXPORTER_OTLP_CERTIFICATE", pki.ca_file.as_path()),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", pki.ca_file.as_os_str()),
         (
             "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
-            pki.client.cert.as_path(),
+            pki.client.cert.as_os_str(),
         ),
-        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", pki.client.key.as_path()),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", pki.client.key.as_os_str()),
     ];
     let _service = start_service(&db, &amqp, &endpoint, &otel).await;
     publish_in_trace(&amqp).await;
@@ -237,12 +275,12 @@ async fn a_collector_whose_certificate_another_ca_signed_gets_no_span() {
     let endpoint = format!("https://127.0.0.1:{}", collector.port);
     let other = Ca::new("unrelated CA").write(&pki.dir.join("other-ca.crt"));
     let otel = [
-        ("OTEL_EXPORTER_OTLP_CERTIFICATE", other.as_path()),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", other.as_os_str()),
         (
             "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE",
-            pki.client.cert.as_path(),
+            pki.client.cert.as_os_str(),
         ),
-        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", pki.client.key.as_path()),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", pki.client.key.as_os_str()),
     ];
     let _service = start_service(&db, &amqp, &endpoint, &otel).await;
     publish_in_trace(&amqp).await;

@@ -14,7 +14,6 @@ use lapin::Channel;
 use lapin::message::Delivery;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
-use tracing::Instrument;
 
 use super::settle::ChannelBroken;
 use super::{Context, process};
@@ -123,19 +122,11 @@ impl Lane {
                     Err(_) => break,
                 }
             }
-            let span = match batch.as_slice() {
-                [delivery] => super::session::delivery_span(&self.ctx.queue, delivery),
-                _ => {
-                    tracing::info_span!("consume_batch", queue = %self.ctx.queue, size = batch.len())
-                }
-            };
             // A panic (a handler's, a library's) must not end the lane silently: its sagas
             // would wait forever. The session ends instead and the broker redelivers.
-            let handled = AssertUnwindSafe(
-                process::process(&self.ctx, &self.publisher, batch).instrument(span),
-            )
-            .catch_unwind()
-            .await;
+            let handled = AssertUnwindSafe(process::process(&self.ctx, &self.publisher, batch))
+                .catch_unwind()
+                .await;
             let reason = match handled {
                 Ok(Ok(())) => continue,
                 Ok(Err(ChannelBroken(reason))) => reason,

@@ -13,6 +13,7 @@ use std::time::Instant;
 use diesel_async::AsyncConnection;
 use lapin::Channel;
 use lapin::message::Delivery;
+use tracing::{Instrument, Span};
 
 use super::Context;
 use super::handler::ErasedHandler;
@@ -27,18 +28,21 @@ use crate::seal::Refusal;
 /// label set stays bounded whatever arrives.
 const UNKNOWN_TYPE: &str = "unknown";
 
-/// A delivery that can be handled: its envelope and its handler, found once.
+/// A delivery that can be handled: its envelope and its handler, found once, and the span its
+/// handling runs in.
 struct Ready {
     delivery: Delivery,
     envelope: Envelope,
     handler: Arc<dyn ErasedHandler>,
+    span: Span,
 }
 
 /// Processes deliveries that arrived together (several only for
 /// [`Handlers::batched`](super::Handlers::batched) consumers). Malformed and unknown messages
 /// are dead-lettered first, each alone; the rest are applied as one batch, sorted by
 /// [`Handlers::batch_key`](super::Handlers::batch_key), so the batch changes the cost, never
-/// the outcome.
+/// the outcome. Each delivery is handled in a span of its own, a batch's too, so that the events
+/// its handler emits are children of that delivery's span alone.
 pub(crate) async fn process(
     ctx: &Context,
     publisher: &Channel,
@@ -47,23 +51,21 @@ pub(crate) async fn process(
     let mut batch = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
         let started = Instant::now();
-        match triage(ctx, &delivery) {
+        let span = super::session::delivery_span(ctx, &delivery);
+        match span.in_scope(|| triage(ctx, &delivery)) {
             Ok((envelope, handler)) => batch.push(Ready {
                 delivery,
                 envelope,
                 handler,
+                span,
             }),
             Err(disposition) => {
-                log(&disposition);
-                conclude(
-                    ctx,
-                    publisher,
-                    &delivery,
-                    UNKNOWN_TYPE,
-                    &disposition,
-                    started,
-                )
-                .await?;
+                let refused = async {
+                    log(&disposition);
+                    let type_ = UNKNOWN_TYPE;
+                    conclude(ctx, publisher, &delivery, type_, &disposition, started).await
+                };
+                refused.instrument(span).await?;
             }
         }
     }
@@ -146,22 +148,27 @@ async fn apply(ctx: &Context, publisher: &Channel, batch: Vec<Ready>) -> Result<
     };
     let alone = batch.len() == 1;
     for (ready, disposition) in batch.iter().zip(&dispositions) {
-        if alone {
-            log(disposition);
-        } else {
-            tracing::debug!(outcome = disposition.outcome_label(), event_id = %ready.envelope.event_id,
-                "message handled in a batch");
-        }
-        let event_type = ready.envelope.event_type.as_str();
-        conclude(
-            ctx,
-            publisher,
-            &ready.delivery,
-            event_type,
-            disposition,
-            started,
-        )
-        .await?;
+        let settled = async {
+            if alone {
+                log(disposition);
+            } else {
+                tracing::debug!(
+                    outcome = disposition.outcome_label(),
+                    "message handled in a batch"
+                );
+            }
+            let event_type = ready.envelope.event_type.as_str();
+            conclude(
+                ctx,
+                publisher,
+                &ready.delivery,
+                event_type,
+                disposition,
+                started,
+            )
+            .await
+        };
+        settled.instrument(ready.span.clone()).await?;
     }
     Ok(())
 }
@@ -175,18 +182,25 @@ async fn transact(ctx: &Context, batch: &[Ready]) -> Result<Vec<Disposition>, Ha
         conn.transaction(async |tx| {
             let mut dispositions = Vec::with_capacity(batch.len());
             for Ready {
-                envelope, handler, ..
+                envelope,
+                handler,
+                span,
+                ..
             } in batch
             {
                 let (id, event_type) = (envelope.event_id, envelope.event_type.as_str());
-                let disposition = match inbox::claim(tx, consumer, id, event_type).await? {
-                    Claim::Duplicate => Disposition::Duplicate,
-                    Claim::First => {
-                        handler.handle(tx, envelope).await?;
-                        Disposition::Processed
-                    }
+                let handled = async {
+                    Ok::<_, HandlerError>(
+                        match inbox::claim(tx, consumer, id, event_type).await? {
+                            Claim::Duplicate => Disposition::Duplicate,
+                            Claim::First => {
+                                handler.handle(tx, envelope).await?;
+                                Disposition::Processed
+                            }
+                        },
+                    )
                 };
-                dispositions.push(disposition);
+                dispositions.push(handled.instrument(span.clone()).await?);
             }
             Ok::<_, HandlerError>(dispositions)
         })

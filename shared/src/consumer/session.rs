@@ -143,18 +143,25 @@ fn received(next: Option<lapin::Result<Delivery>>) -> anyhow::Result<Delivery> {
     }
 }
 
-/// The span of one delivery, with the saga, trace and event ids from its properties.
-pub(super) fn delivery_span(queue: &str, delivery: &Delivery) -> tracing::Span {
-    let headers = delivery.properties.headers().as_ref();
+/// The span of one delivery ([`process_span`](crate::telemetry::messaging::process_span)), with
+/// the saga, trace and event ids from its properties.
+pub(super) fn delivery_span(ctx: &super::Context, delivery: &Delivery) -> tracing::Span {
+    let properties = &delivery.properties;
+    let headers = properties.headers().as_ref();
     let traceparent = amqp::headers::get_str(headers, amqp::headers::TRACEPARENT);
-    let span = tracing::info_span!(
-        "consume",
-        queue = %queue,
-        saga_id = amqp::headers::get_i64(headers, amqp::headers::SAGA_ID).unwrap_or_default(),
-        trace_id = traceparent.as_deref().and_then(crate::telemetry::trace_id).unwrap_or(""),
-        event_id = delivery.properties.message_id().as_ref().map(|id| id.as_str()).unwrap_or(""),
-        event_type = delivery.properties.kind().as_ref().map(|t| t.as_str()).unwrap_or(""),
-    );
-    crate::telemetry::continue_trace(&span, traceparent.as_deref());
-    span
+    let message = crate::telemetry::messaging::Message {
+        id: properties
+            .message_id()
+            .as_ref()
+            .map_or("", |id| id.as_str()),
+        saga_id: amqp::headers::get_i64(headers, amqp::headers::SAGA_ID),
+        routing_key: delivery.routing_key.as_str(),
+    };
+    crate::telemetry::messaging::process_span(
+        &ctx.topology.events_exchange(),
+        &ctx.queue,
+        &message,
+        properties.kind().as_ref().map_or("", |kind| kind.as_str()),
+        traceparent.as_deref(),
+    )
 }

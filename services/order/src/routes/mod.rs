@@ -139,16 +139,19 @@ async fn place(
     })
 }
 
-/// The trace a request's events belong to: the caller's W3C trace context if it sent one, else
-/// a new trace, so that every saga's (and every cancellation's) events and log lines share one
-/// trace id.
+/// The trace context a request's events carry: with span export, the request's own server span
+/// (in the caller's trace if it sent one), so that the saga's spans descend from it; without,
+/// the caller's W3C trace context if it sent one, else a new trace. Either way every saga's
+/// (and every cancellation's) events and log lines share one trace id.
 fn traceparent_of(request: &HttpRequest) -> String {
-    request
-        .headers()
-        .get("traceparent")
-        .and_then(|value| value.to_str().ok())
-        .filter(|value| shared::telemetry::is_traceparent(value))
-        .map_or_else(shared::telemetry::new_traceparent, str::to_owned)
+    shared::telemetry::current_traceparent().unwrap_or_else(|| {
+        request
+            .headers()
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok())
+            .filter(|value| shared::telemetry::is_traceparent(value))
+            .map_or_else(shared::telemetry::new_traceparent, str::to_owned)
+    })
 }
 
 /// One transaction: replay an Idempotency-Key, or insert the order with its saga's first event.
