@@ -81,7 +81,8 @@ async fn every_public_route_reaches_its_service_over_its_instances_and_operator_
         gateway
             .client
             .get(format!("{}/products", gateway.url))
-            .header("X-Request-Id", "mine-1"),
+            .header("X-Request-Id", "mine-1")
+            .header("traceparent", CLIENT_TRACE),
     )
     .await;
     assert_eq!(headers["x-request-id"], "mine-1");
@@ -101,13 +102,22 @@ async fn every_public_route_reaches_its_service_over_its_instances_and_operator_
         2,
         "both order instances used: {order_instances:?}"
     );
-    assert!(log.iter().all(|entry| {
-        entry["traceparent"]
-            .as_str()
-            .is_some_and(|t| t.starts_with("00-"))
-    }));
+    // A client's trace context reaches the service and the log; none is made up.
+    let traced = log
+        .iter()
+        .find(|entry| entry["request_id"] == "mine-1")
+        .expect("the traced request logged");
+    assert_eq!(traced["traceparent"], CLIENT_TRACE);
+    assert!(
+        log.iter()
+            .filter(|entry| entry["request_id"] != "mine-1")
+            .all(|entry| entry["traceparent"] == ""),
+        "no trace context made up"
+    );
     s.stop().await;
 }
+
+const CLIENT_TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 /// Every upstream a fake: a port that refuses, and one that accepts and never answers.
 async fn fakes() -> ([(&'static str, String); 5], TcpListener) {
