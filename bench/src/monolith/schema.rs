@@ -5,10 +5,14 @@
 use anyhow::Context;
 use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 
-const SERVICES_SQL: [(&str, &str); 4] = [
+const SERVICES_SQL: [(&str, &str); 5] = [
     (
         "order",
         include_str!("../../../migrations/order/20261124000001_order/up.sql"),
+    ),
+    (
+        "order deadlines",
+        include_str!("../../../migrations/order/20261206000001_deadlines/up.sql"),
     ),
     (
         "product",
