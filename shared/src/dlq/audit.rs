@@ -1,5 +1,5 @@
-//! The audit trail of dead-letter operations: a `dlq_audit` row per replay or purge (dry runs
-//! and failures included) and a log line with target `audit` carrying the same fields. The
+//! The audit trail of dead-letter operations: a `dlq_audit` row per replay, purge or restore
+//! (dry runs and failures included) and a log line with target `audit` carrying the same fields. The
 //! table lives in the monitor's database (`migrations/monitor`); this is its only writer.
 
 use diesel::prelude::*;
@@ -42,6 +42,43 @@ impl std::fmt::Debug for AuditTrail<'_> {
     }
 }
 
+/// A connection to the monitor's database, for the audit row and the archive: the caller's, or
+/// one taken from its pool.
+pub(super) enum Held<'a> {
+    Borrowed(&'a mut AsyncPgConnection),
+    Pooled(diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>),
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = AsyncPgConnection;
+    fn deref(&self) -> &AsyncPgConnection {
+        match self {
+            Self::Borrowed(conn) => conn,
+            Self::Pooled(conn) => conn,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut AsyncPgConnection {
+        match self {
+            Self::Borrowed(conn) => conn,
+            Self::Pooled(conn) => conn,
+        }
+    }
+}
+
+impl AuditTrail<'_> {
+    /// A connection to the trail's database: the caller's, or a new one from the pool (taken
+    /// only now, so that none is held while nothing needs it).
+    pub(super) async fn connection(&mut self) -> Result<Held<'_>, AuditError> {
+        match self {
+            Self::Connection(conn) => Ok(Held::Borrowed(conn)),
+            Self::Pool(pool) => Ok(Held::Pooled(pool.get().await.map_err(AuditError::Pool)?)),
+        }
+    }
+}
+
 /// Why an audit row could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -74,14 +111,8 @@ impl Entry<'_> {
 }
 
 /// Writes `entry` to `dlq_audit` through `trail` and logs it.
-pub(super) async fn record(trail: AuditTrail<'_>, entry: &Entry<'_>) -> Result<(), AuditError> {
-    match trail {
-        AuditTrail::Connection(conn) => write(conn, entry).await,
-        AuditTrail::Pool(pool) => {
-            let mut conn = pool.get().await.map_err(AuditError::Pool)?;
-            write(&mut conn, entry).await
-        }
-    }
+pub(super) async fn record(mut trail: AuditTrail<'_>, entry: &Entry<'_>) -> Result<(), AuditError> {
+    write(&mut *trail.connection().await?, entry).await
 }
 
 /// Logs `entry` (target `audit`), then inserts its row.
