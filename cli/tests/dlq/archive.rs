@@ -31,16 +31,7 @@ async fn a_purged_dead_letter_is_archived_restored_once_and_its_replay_completes
     let order = id.to_string();
     let selection = ["--queue", BALANCE, "--order-id", order.as_str()];
 
-    // Killed between the archive's commit and the ack: the dead letter stays, archived once.
-    let purge = [&["dlq", "purge"][..], &selection, &["--yes"]].concat();
-    let crashed = sagactl(&s, &purge, &[("SAGACTL_CRASH_AFTER_ARCHIVE", "1")]).await;
-    assert_eq!(crashed.status.code(), Some(86), "{crashed:?}");
-    wait_dlq_depth(&s, BALANCE, 1).await;
-    assert_eq!(archive_rows(&s).await, 1);
-    let purged = sagactl(&s, &purge, &[]).await;
-    assert!(purged.status.success(), "{purged:?}");
-    assert_eq!(dlq_depth(&s, BALANCE).await, 0);
-    assert_eq!(archive_rows(&s).await, 1, "purged again: the same row");
+    purge_killed_then_again(&s, &selection).await;
 
     let list = [&["dlq", "archive", "list"][..], &selection, &["--json"]].concat();
     let listed = sagactl_json(&s, &list).await;
@@ -98,6 +89,20 @@ async fn a_purged_dead_letter_is_archived_restored_once_and_its_replay_completes
     assert_eq!(s.balance(1).await, "90.00", "paid exactly once");
     s.assert_settled().await;
     s.stop().await;
+}
+
+/// A purge of `selection` killed between the archive's commit and the ack leaves the dead letter
+/// in its queue and archived once; purged again, it is gone and still archived once.
+async fn purge_killed_then_again(s: &System, selection: &[&str]) {
+    let purge = [&["dlq", "purge"][..], selection, &["--yes"]].concat();
+    let crashed = sagactl(s, &purge, &[("SAGACTL_CRASH_AFTER_ARCHIVE", "1")]).await;
+    assert_eq!(crashed.status.code(), Some(86), "{crashed:?}");
+    wait_dlq_depth(s, BALANCE, 1).await;
+    assert_eq!(archive_rows(s).await, 1);
+    let purged = sagactl(s, &purge, &[]).await;
+    assert!(purged.status.success(), "{purged:?}");
+    assert_eq!(dlq_depth(s, BALANCE).await, 0);
+    assert_eq!(archive_rows(s).await, 1, "purged again: the same row");
 }
 
 /// A group id that is malformed, or selects nothing, is a 422 naming `filter.group`.

@@ -64,7 +64,6 @@ async fn replay_and_purge_by_group_move_exactly_that_group() {
     let other = poison::<OrderProcessingStarted>(&s, 805, json!({"not": "an order"}), 5).await;
     // Replayed copies stay queued for the test to read.
     s.apps.remove(PRODUCT).unwrap().stop().await;
-    let before: HashMap<String, String> = dead_letters(&s).await.into_iter().collect();
 
     let summary = sagactl_json(&s, &["dlq", "summary", "--queue", PRODUCT, "--json"]).await;
     assert_eq!(summary["groups"].as_array().unwrap().len(), 3, "{summary}");
@@ -86,24 +85,30 @@ async fn replay_and_purge_by_group_move_exactly_that_group() {
     let malformed = sagactl(&s, &["dlq", "replay", "--group", "rejected"], &[]).await;
     assert!(!malformed.status.success(), "not a group id");
 
-    let combined = &[
-        "dlq",
-        "replay",
-        "--group",
-        &start_group,
-        "--order-id",
-        "803",
-    ];
-    let dry = sagactl_json(&s, &[&combined[..], &["--dry-run", "--json"]].concat()).await;
+    assert_purge_by_group_archives_exactly_it(&s, &start_group, &starts, other).await;
+    s.stop().await;
+}
+
+/// `purge --group` (narrowed first, in a dry run) removes exactly the dead letters `starts` of
+/// `start_group` into the archive, bytes intact, and leaves `other` in the queue.
+async fn assert_purge_by_group_archives_exactly_it(
+    s: &System,
+    start_group: &str,
+    starts: &[String],
+    other: String,
+) {
+    let before: HashMap<String, String> = dead_letters(s).await.into_iter().collect();
+    let combined = &["dlq", "replay", "--group", start_group, "--order-id", "803"];
+    let dry = sagactl_json(s, &[&combined[..], &["--dry-run", "--json"]].concat()).await;
     assert_eq!(
         ids(&dry),
         vec![starts[1].clone()],
         "a group narrowed further"
     );
-    let purge = &["dlq", "purge", "--group", &start_group, "--yes", "--json"];
-    let report = sagactl_json(&s, purge).await;
+    let purge = &["dlq", "purge", "--group", start_group, "--yes", "--json"];
+    let report = sagactl_json(s, purge).await;
     assert_eq!(ids(&report), starts);
-    let left: Vec<String> = dead_letters(&s)
+    let left: Vec<String> = dead_letters(s)
         .await
         .into_iter()
         .map(|(id, _)| id)
@@ -115,7 +120,7 @@ async fn replay_and_purge_by_group_move_exactly_that_group() {
     );
 
     let mut monitor = s.dbs[MONITOR].connect().await;
-    for id in &starts {
+    for id in starts {
         let archived = archived_body(&mut monitor, id).await;
         assert_eq!(
             archived,
@@ -123,7 +128,7 @@ async fn replay_and_purge_by_group_move_exactly_that_group() {
             "byte for byte, still sealed"
         );
     }
-    let listed = sagactl_json(&s, &["dlq", "archive", "list", "--json"]).await;
+    let listed = sagactl_json(s, &["dlq", "archive", "list", "--json"]).await;
     let mut listed: Vec<(&str, &str)> = listed
         .as_array()
         .unwrap()
@@ -136,13 +141,10 @@ async fn replay_and_purge_by_group_move_exactly_that_group() {
         })
         .collect();
     listed.sort_unstable();
-    let mut expected: Vec<(&str, &str)> = starts
-        .iter()
-        .map(|id| (id.as_str(), start_group.as_str()))
-        .collect();
+    let mut expected: Vec<(&str, &str)> =
+        starts.iter().map(|id| (id.as_str(), start_group)).collect();
     expected.sort_unstable();
     assert_eq!(listed, expected);
-    s.stop().await;
 }
 
 /// The archived body of `event_id`, as stored.

@@ -46,7 +46,8 @@ impl std::fmt::Debug for AuditTrail<'_> {
 /// one taken from its pool.
 pub(super) enum Held<'a> {
     Borrowed(&'a mut AsyncPgConnection),
-    Pooled(diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>),
+    // Boxed: a pooled connection is large, and one is held at a time.
+    Pooled(Box<diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>>),
 }
 
 impl std::ops::Deref for Held<'_> {
@@ -74,7 +75,9 @@ impl AuditTrail<'_> {
     pub(super) async fn connection(&mut self) -> Result<Held<'_>, AuditError> {
         match self {
             Self::Connection(conn) => Ok(Held::Borrowed(conn)),
-            Self::Pool(pool) => Ok(Held::Pooled(pool.get().await.map_err(AuditError::Pool)?)),
+            Self::Pool(pool) => Ok(Held::Pooled(Box::new(
+                pool.get().await.map_err(AuditError::Pool)?,
+            ))),
         }
     }
 }
