@@ -17,7 +17,11 @@ pub(super) enum ArchiveCommand {
         #[arg(long)]
         restored: bool,
         /// At most this many.
-        #[arg(long, default_value_t = 100)]
+        #[arg(
+            long,
+            default_value_t = 100,
+            value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+        )]
         limit: usize,
     },
     /// Put matching archived messages back into their dead-letter queue (each once).

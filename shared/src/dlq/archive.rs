@@ -180,10 +180,13 @@ impl Operator {
         query: &ArchiveQuery,
     ) -> anyhow::Result<Vec<Archived>> {
         let mut listed = Vec::new();
-        for row in self
+        let rows = self
             .archive_rows(conn, &query.filter, query.restored)
-            .await?
-        {
+            .await?;
+        for row in rows {
+            if listed.len() >= query.limit {
+                break;
+            }
             let mut archived = row.archived()?;
             if !query.filter.matches(&archived.letter) {
                 continue;
@@ -192,9 +195,6 @@ impl Operator {
                 archived.letter.open_with(keys, &row.body);
             }
             listed.push(archived);
-            if listed.len() >= query.limit {
-                break;
-            }
         }
         Ok(listed)
     }
