@@ -1,6 +1,7 @@
 //! The audit trail of dead-letter operations: a `dlq_audit` row per replay, purge or restore
-//! (dry runs and failures included) and a log line with target `audit` carrying the same fields. The
-//! table lives in the monitor's database (`migrations/monitor`); this is its only writer.
+//! (dry runs and failures included) and a log line with target `audit` carrying the same
+//! fields. The table lives in the monitor's database (`migrations/monitor`); this is its only
+//! writer.
 
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -23,13 +24,14 @@ diesel::table! {
     }
 }
 
-/// Where an operation's audit row is written.
+/// The monitor's database, where an operation's audit row is written and the archive a purge
+/// writes and a restore reads.
 pub enum AuditTrail<'a> {
     /// A connection the caller opened before the operation (`sagactl`: an operation that cannot
     /// be audited is not started).
     Connection(&'a mut AsyncPgConnection),
-    /// A pool a connection is taken from once the operation is over (the admin API: none is
-    /// held while messages move).
+    /// A pool a connection is taken from when one is needed (the admin API: a replay holds none
+    /// while messages move; a purge or restore holds one for the archive).
     Pool(&'a PgPool),
 }
 

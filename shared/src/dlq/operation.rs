@@ -1,6 +1,6 @@
-//! The one replay, purge or restore. A front end (`sagactl dlq`, the monitor's admin API) builds a
-//! [`Request`]; [`execute`] passes it through the guard, moves the messages and writes the
-//! audit record, failures included; the front end renders what it returns.
+//! The one replay, purge or restore. A front end (`sagactl dlq`, the monitor's admin API)
+//! builds a [`Request`]; [`execute`] passes it through the guard, moves the messages and writes
+//! the audit record, failures included; the front end renders what it returns.
 
 use std::path::PathBuf;
 
