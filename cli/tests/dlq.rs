@@ -2,7 +2,8 @@
 //! cause is fixed completes its saga exactly once; filters move exactly what they match;
 //! a replay killed between publish and ack loses nothing; purge keeps a copy; the admin API
 //! wants its token ([`admin_api`]); a summary groups dead letters that failed alike
-//! ([`summary`]).
+//! ([`summary`]); replay and purge take a group, and a replay keeps each saga's order
+//! ([`triage`]); a purge archives, and a restore brings back once ([`archive`]).
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
@@ -10,8 +11,12 @@ mod system;
 
 #[path = "dlq/admin_api.rs"]
 mod admin_api;
+#[path = "dlq/archive.rs"]
+mod archive;
 #[path = "dlq/summary.rs"]
 mod summary;
+#[path = "dlq/triage.rs"]
+mod triage;
 
 use std::collections::HashSet;
 use std::process::Output;

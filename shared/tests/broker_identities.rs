@@ -258,14 +258,37 @@ async fn a_consumer_retries_and_dead_letters_under_its_own_identity_and_the_oper
         "the dead letter is the consumer's publish, not the relay's"
     );
 
-    // The operator reads dead letters (this one is gone; the queue is still readable).
+    assert_the_operator_reads_and_restores(&broker, &amqp).await;
+}
+
+/// The operator reads the `pings` dead letters (the one taken is gone; the queue is still
+/// readable) and puts a message back through the dead-letter exchange, as a restore does.
+async fn assert_the_operator_reads_and_restores(broker: &TestBroker, amqp: &TestAmqp) {
+    let topology = &amqp.topology;
     let operator = Operator::connect(
-        &broker.settings(&amqp, &Role::Operator),
+        &broker.settings(amqp, &Role::Operator),
         vec!["pings".into()],
     )
     .await
     .unwrap();
     let listing = operator.list(&Filter::default()).await.unwrap();
     assert_eq!(listing[0].depth, 0);
+    // A restore puts an archived message back the way its consumer dead-lettered it.
+    let restoring = connect_as(broker, amqp, &Role::Operator).await;
+    let operator_user = broker.plan.user(&Role::Operator);
+    let (dlx, pings) = (topology.dead_letter_exchange(), topology.queue("pings"));
+    let restored = publish(&restoring, &operator_user, &dlx, &pings).await;
+    assert_eq!(
+        restored,
+        Outcome::Confirmed,
+        "the operator writes to the dlx"
+    );
+    assert_eq!(
+        operator
+            .depth(&topology.dead_letter_queue("pings"))
+            .await
+            .unwrap(),
+        1
+    );
     operator.close().await;
 }

@@ -1,17 +1,18 @@
-//! `sagactl dlq`: list, show, summarize, replay and purge dead letters; replays and purges are
-//! audited.
+//! `sagactl dlq`: list, show, summarize, replay and purge dead letters, and list and restore
+//! the archive of purged ones; replays, purges and restores are audited.
 //!
 //! A thin front end over [`shared::dlq`], which owns the operations, their guard and their
 //! audit (the same as the monitor's admin API's): each command builds the request, calls the
 //! operation and prints its result.
 //!
+//! - [`filter`]: the selection options every command shares.
+//! - [`archive`]: `sagactl dlq archive list|restore`.
 //! - [`render`]: the text output (`--json` prints the operation's own types).
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, anyhow, bail};
-use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use diesel_async::AsyncPgConnection;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
@@ -21,7 +22,11 @@ use shared::dlq::{
 };
 use shared::seal::KeySettings;
 
+mod archive;
+mod filter;
 mod render;
+
+use filter::FilterArgs;
 
 /// `sagactl dlq`: one command, and the connection options every command shares.
 #[derive(Debug, Args)]
@@ -104,7 +109,7 @@ enum DlqCommand {
         #[arg(long)]
         rate: Option<f64>,
     },
-    /// Delete matching dead letters, after writing them to a file.
+    /// Delete matching dead letters, after keeping them in the archive (`dlq archive`).
     Purge {
         #[command(flatten)]
         filter: FilterArgs,
@@ -113,47 +118,15 @@ enum DlqCommand {
         /// Do not ask for confirmation.
         #[arg(long)]
         yes: bool,
-        /// The file purged messages are written to (JSON lines).
+        /// Also write the purged messages to this file (JSON lines).
         #[arg(long)]
         out: Option<PathBuf>,
     },
-}
-
-#[derive(Debug, Clone, Args)]
-struct FilterArgs {
-    /// A consumer (`order`) or dead-letter queue name; repeatable.
-    #[arg(long = "queue")]
-    queues: Vec<String>,
-    #[arg(long)]
-    event_type: Option<String>,
-    #[arg(long)]
-    order_id: Option<i64>,
-    /// Substring of the reason or error, case-insensitive.
-    #[arg(long)]
-    reason: Option<String>,
-    /// Dead-lettered at or after (RFC 3339).
-    #[arg(long)]
-    since: Option<DateTime<Utc>>,
-    /// Dead-lettered at or before (RFC 3339).
-    #[arg(long)]
-    until: Option<DateTime<Utc>>,
-    /// An event id; repeatable.
-    #[arg(long = "id")]
-    ids: Vec<String>,
-}
-
-impl From<FilterArgs> for Filter {
-    fn from(args: FilterArgs) -> Self {
-        Filter {
-            queues: args.queues,
-            event_type: args.event_type,
-            order_id: args.order_id,
-            reason: args.reason,
-            since: args.since,
-            until: args.until,
-            ids: args.ids,
-        }
-    }
+    /// The archive of purged dead letters: list it, restore from it.
+    Archive {
+        #[command(subcommand)]
+        command: archive::ArchiveCommand,
+    },
 }
 
 /// Runs one `sagactl dlq` command.
@@ -193,6 +166,7 @@ pub async fn run(args: DlqArgs) -> anyhow::Result<()> {
             yes,
             out,
         } => purge(&operator, c, filter.into(), all, yes, out).await,
+        DlqCommand::Archive { command } => archive::run(&operator, c, command).await,
     }
 }
 
@@ -244,7 +218,10 @@ async fn replay(
     // Refused before the audit database is touched.
     request.check().map_err(refused)?;
     let mut audit = audit_connection(&c.audit_database()).await?;
-    let crash_after = crash_point()?;
+    let crash_after = crash_point("SAGACTL_CRASH_AFTER_REPLAY_PUBLISH")?
+        .map(|n| n.parse::<usize>())
+        .transpose()
+        .context("SAGACTL_CRASH_AFTER_REPLAY_PUBLISH")?;
     let hook = move |moved: usize| {
         if crash_after == Some(moved) {
             eprintln!("SAGACTL_CRASH_AFTER_REPLAY_PUBLISH: exiting between confirm and ack");
@@ -277,12 +254,6 @@ async fn purge(
         let count: usize = preview.iter().map(|l| l.messages.len()).sum();
         confirm(&format!("purge {count} dead letter(s)?"))?
     };
-    let out = out.unwrap_or_else(|| {
-        PathBuf::from(format!(
-            "dlq-purge-{}.jsonl",
-            Utc::now().format("%Y%m%dT%H%M%SZ")
-        ))
-    });
     let request = Request {
         actor: actor(),
         filter,
@@ -292,15 +263,25 @@ async fn purge(
             confirmed,
         },
     };
+    let crash_after = crash_point("SAGACTL_CRASH_AFTER_ARCHIVE")?;
+    let hook = move |archived: usize| {
+        if archived > 0 && crash_after.is_some() {
+            eprintln!("SAGACTL_CRASH_AFTER_ARCHIVE: exiting between the archive and the acks");
+            std::process::exit(86);
+        }
+    };
     let outcome = dlq::execute(
         operator,
         AuditTrail::Connection(&mut audit),
         &request,
-        &|_| {},
+        &hook,
     )
     .await;
     finish("purge", outcome, c.json)?;
-    eprintln!("purged messages written to {}", out.display());
+    eprintln!("purged messages kept in the archive: sagactl dlq archive list");
+    if let Some(out) = out {
+        eprintln!("and written to {}", out.display());
+    }
     Ok(())
 }
 
@@ -310,17 +291,17 @@ fn refused(refusal: Refusal) -> anyhow::Error {
         Refusal::Unfiltered => "no filter given: pass --all to act on every dead letter",
         Refusal::Rate => "--rate must be a positive number of messages per second",
         Refusal::Unconfirmed => "not confirmed; nothing purged",
+        Refusal::Group =>
+            "--group takes a group id as `sagactl dlq summary` shows it (10 hex digits)",
     })
 }
 
-fn crash_point() -> anyhow::Result<Option<usize>> {
-    match std::env::var("SAGACTL_CRASH_AFTER_REPLAY_PUBLISH") {
-        Ok(value) => Ok(Some(
-            value
-                .parse()
-                .context("SAGACTL_CRASH_AFTER_REPLAY_PUBLISH")?,
-        )),
-        Err(_) => Ok(None),
+/// A fault-injection point for tests: the value of `variable`, when set.
+fn crash_point(variable: &str) -> anyhow::Result<Option<String>> {
+    match std::env::var(variable) {
+        Ok(value) => Ok(Some(value)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(err) => Err(err).context(variable.to_owned()),
     }
 }
 
@@ -352,6 +333,10 @@ fn finish(
     let report = outcome.map_err(|err| match err {
         OperationError::Refused(refusal) => refused(refusal),
         OperationError::Failed(err) => err,
+        OperationError::EmptyGroup { group, operation } => anyhow!(
+            "group {group} selects nothing to {operation} (handled already, or not this group?): \
+             `sagactl dlq summary` lists the groups there are"
+        ),
         audit @ OperationError::Audit(_) => anyhow::Error::new(audit),
     })?;
     if json {

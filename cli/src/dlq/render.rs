@@ -2,7 +2,7 @@
 //! in full, and an operation's report.
 
 use chrono::{DateTime, Utc};
-use shared::dlq::{DeadLetter, Listing, OperationReport, Summary};
+use shared::dlq::{Archived, DeadLetter, Listing, OperationReport, Summary};
 
 /// Every queue's depth and its matching dead letters as a table.
 pub fn listings(listings: &[Listing]) {
@@ -31,12 +31,13 @@ pub fn summary(summary: &Summary) {
         return;
     }
     println!(
-        "  {:<28}  {:<26}  {:>6}  {:<20}  {:<20}  CLASS",
-        "QUEUE", "TYPE", "COUNT", "FIRST SEEN", "LAST SEEN"
+        "  {:<10}  {:<28}  {:<26}  {:>6}  {:<20}  {:<20}  CLASS",
+        "GROUP", "QUEUE", "TYPE", "COUNT", "FIRST SEEN", "LAST SEEN"
     );
     for g in &summary.groups {
         println!(
-            "  {:<28}  {:<26}  {:>6}  {:<20}  {:<20}  {}",
+            "  {:<10}  {:<28}  {:<26}  {:>6}  {:<20}  {:<20}  {}",
+            g.id,
             g.queue,
             g.event_type.as_deref().unwrap_or("-"),
             g.count,
@@ -54,7 +55,34 @@ fn time(at: Option<DateTime<Utc>>) -> String {
     )
 }
 
-/// What `operation` (`replay` or `purge`) moved, would move, or failed to move.
+/// The archived messages as a table, newest purge first.
+pub fn archived(archived: &[Archived]) {
+    println!("{} archived message(s)", archived.len());
+    if archived.is_empty() {
+        return;
+    }
+    println!(
+        "  {:>6}  {:<36}  {:<28}  {:<26}  {:>6}  {:<10}  {:<20}  {:<20}  PURGED BY",
+        "ID", "EVENT ID", "QUEUE", "TYPE", "ORDER", "GROUP", "PURGED", "RESTORED"
+    );
+    for a in archived {
+        let m = &a.letter;
+        println!(
+            "  {:>6}  {:<36}  {:<28}  {:<26}  {:>6}  {:<10}  {:<20}  {:<20}  {}",
+            a.archive_id,
+            m.event_id,
+            m.queue,
+            m.event_type.as_deref().unwrap_or("-"),
+            m.saga_id.map_or_else(|| "-".into(), |id| id.to_string()),
+            a.group,
+            time(Some(a.purged_at)),
+            time(a.restored_at),
+            a.purged_by,
+        );
+    }
+}
+
+/// What `operation` (`replay`, `purge` or `restore`) moved, would move, or failed to move.
 pub fn report(operation: &str, report: &OperationReport) {
     let verb = if report.dry_run {
         "would move"

@@ -137,7 +137,7 @@ async fn the_monitor_documents_its_admin_api_when_it_is_on() {
         .keys()
         .filter(|path| path.starts_with("/admin"))
         .collect();
-    assert_eq!(admin_paths.len(), 5, "{admin_paths:?}");
+    assert_eq!(admin_paths.len(), 7, "{admin_paths:?}");
     assert_eq!(
         served["components"]["securitySchemes"]["admin_token"]["scheme"],
         "bearer"

@@ -52,7 +52,7 @@ pub(super) async fn get(app: &TestApp, path: &str, token: Option<&str>) -> (u16,
 }
 
 /// POST `body` to `/admin/dlq/{route}` with the right token.
-async fn post(app: &TestApp, route: &str, body: Value) -> (u16, Value) {
+pub(super) async fn post(app: &TestApp, route: &str, body: Value) -> (u16, Value) {
     let request = app.client.post(app.url(&format!("/admin/dlq/{route}")));
     answer(request.bearer_auth(TOKEN).json(&body)).await
 }

@@ -17,7 +17,12 @@ use super::{dlq_depth, sagactl, sagactl_json, wait_dlq_depth};
 /// Publishes an `E` of `order` with `payload`, which does not decode, and waits until the
 /// product service dead-lettered it as the `nth` message of its dead-letter queue: one at a
 /// time, so that each dead letter is later than the one before.
-async fn poison<E: SagaEvent>(s: &System, order: i64, payload: Value, nth: u32) -> String {
+pub(super) async fn poison<E: SagaEvent>(
+    s: &System,
+    order: i64,
+    payload: Value,
+    nth: u32,
+) -> String {
     let started = OrderProcessingStarted {
         command: OrderCommand {
             order_id: order,

@@ -82,11 +82,12 @@ pub fn permissions(prefix: &str, role: &Role) -> Permissions {
                 read: format!("^({inbound}|{partitions}|{retry}|{p}\\.events|{p}\\.dlx)$"),
             }
         }
-        // Reads (lists, purges) dead-letter queues and replays into a consumer's inbound
-        // exchange, which hashes each copy to its saga's partition.
+        // Reads (lists, purges) dead-letter queues, replays into a consumer's inbound
+        // exchange, which hashes each copy to its saga's partition, and restores archived
+        // messages through the dead-letter exchange, as their consumer dead-lettered them.
         Role::Operator => Permissions {
             configure: NOTHING.into(),
-            write: format!("^{p}\\.[^.]+\\.in$"),
+            write: format!("^({p}\\.[^.]+\\.in|{p}\\.dlx)$"),
             read: format!("^{p}\\.[^.]+\\.dlq$"),
         },
         Role::Admin => Permissions {

@@ -38,7 +38,7 @@ fn the_relay_writes_the_events_exchange_only_and_the_operator_reads_dead_letters
     );
     let operator = permissions("saga", &Role::Operator);
     assert_eq!(operator.configure, "^$");
-    assert_eq!(operator.write, "^saga\\.[^.]+\\.in$");
+    assert_eq!(operator.write, "^(saga\\.[^.]+\\.in|saga\\.dlx)$");
     assert_eq!(operator.read, "^saga\\.[^.]+\\.dlq$");
 }
 

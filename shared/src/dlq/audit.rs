@@ -1,6 +1,7 @@
-//! The audit trail of dead-letter operations: a `dlq_audit` row per replay or purge (dry runs
-//! and failures included) and a log line with target `audit` carrying the same fields. The
-//! table lives in the monitor's database (`migrations/monitor`); this is its only writer.
+//! The audit trail of dead-letter operations: a `dlq_audit` row per replay, purge or restore
+//! (dry runs and failures included) and a log line with target `audit` carrying the same
+//! fields. The table lives in the monitor's database (`migrations/monitor`); this is its only
+//! writer.
 
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -23,13 +24,14 @@ diesel::table! {
     }
 }
 
-/// Where an operation's audit row is written.
+/// The monitor's database, where an operation's audit row is written and the archive a purge
+/// writes and a restore reads.
 pub enum AuditTrail<'a> {
     /// A connection the caller opened before the operation (`sagactl`: an operation that cannot
     /// be audited is not started).
     Connection(&'a mut AsyncPgConnection),
-    /// A pool a connection is taken from once the operation is over (the admin API: none is
-    /// held while messages move).
+    /// A pool a connection is taken from when one is needed (the admin API: a replay holds none
+    /// while messages move; a purge or restore holds one for the archive).
     Pool(&'a PgPool),
 }
 
@@ -39,6 +41,46 @@ impl std::fmt::Debug for AuditTrail<'_> {
             Self::Connection(_) => "AuditTrail::Connection",
             Self::Pool(_) => "AuditTrail::Pool",
         })
+    }
+}
+
+/// A connection to the monitor's database, for the audit row and the archive: the caller's, or
+/// one taken from its pool.
+pub(super) enum Held<'a> {
+    Borrowed(&'a mut AsyncPgConnection),
+    // Boxed: a pooled connection is large, and one is held at a time.
+    Pooled(Box<diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>>),
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = AsyncPgConnection;
+    fn deref(&self) -> &AsyncPgConnection {
+        match self {
+            Self::Borrowed(conn) => conn,
+            Self::Pooled(conn) => conn,
+        }
+    }
+}
+
+impl std::ops::DerefMut for Held<'_> {
+    fn deref_mut(&mut self) -> &mut AsyncPgConnection {
+        match self {
+            Self::Borrowed(conn) => conn,
+            Self::Pooled(conn) => conn,
+        }
+    }
+}
+
+impl AuditTrail<'_> {
+    /// A connection to the trail's database: the caller's, or a new one from the pool (taken
+    /// only now, so that none is held while nothing needs it).
+    pub(super) async fn connection(&mut self) -> Result<Held<'_>, AuditError> {
+        match self {
+            Self::Connection(conn) => Ok(Held::Borrowed(conn)),
+            Self::Pool(pool) => Ok(Held::Pooled(Box::new(
+                pool.get().await.map_err(AuditError::Pool)?,
+            ))),
+        }
     }
 }
 
@@ -74,14 +116,8 @@ impl Entry<'_> {
 }
 
 /// Writes `entry` to `dlq_audit` through `trail` and logs it.
-pub(super) async fn record(trail: AuditTrail<'_>, entry: &Entry<'_>) -> Result<(), AuditError> {
-    match trail {
-        AuditTrail::Connection(conn) => write(conn, entry).await,
-        AuditTrail::Pool(pool) => {
-            let mut conn = pool.get().await.map_err(AuditError::Pool)?;
-            write(&mut conn, entry).await
-        }
-    }
+pub(super) async fn record(mut trail: AuditTrail<'_>, entry: &Entry<'_>) -> Result<(), AuditError> {
+    write(&mut *trail.connection().await?, entry).await
 }
 
 /// Logs `entry` (target `audit`), then inserts its row.

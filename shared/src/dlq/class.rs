@@ -16,6 +16,42 @@ const MAX_ERROR_CHARS: usize = 160;
 /// dashes), not words.
 const MIN_HEX_ID: usize = 8;
 
+/// Hex digits of a group id: 40 bits, short enough to type, and a collision among the handful
+/// of groups a system has is out of reach.
+pub const GROUP_ID_LEN: usize = 10;
+
+/// The id of the group of `queue`, `event_type` and `class` (`sagactl dlq summary` shows it,
+/// `--group` selects by it): a digest of the three, so it is the same in every process and on
+/// every run for as long as the dead letters fail the same way, and needs no table.
+pub fn group_id(queue: &str, event_type: Option<&str>, class: &str) -> String {
+    let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+    // Length-prefixed, so that no two different triples hash the same bytes (`a` + `b:c` is
+    // not `a:b` + `c`); a missing type is a value no event type can be.
+    for part in [queue, event_type.unwrap_or("\u{0}none"), class] {
+        context.update(&(part.len() as u64).to_be_bytes());
+        context.update(part.as_bytes());
+    }
+    context
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect::<String>()
+        .chars()
+        .take(GROUP_ID_LEN)
+        .collect()
+}
+
+/// The id of `letter`'s group.
+pub fn group_of(letter: &DeadLetter) -> String {
+    group_id(&letter.queue, letter.event_type.as_deref(), &of(letter))
+}
+
+/// True for something shaped like a group id ([`GROUP_ID_LEN`] hex digits, either case).
+pub fn is_group_id(text: &str) -> bool {
+    text.len() == GROUP_ID_LEN && text.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// `letter`'s class: `reason: normalized error`, either alone when the other is missing.
 pub fn of(letter: &DeadLetter) -> String {
     let error = letter
@@ -129,6 +165,23 @@ fn is_uuid(word: &[char]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_group_id_is_short_stable_and_tells_its_parts_apart() {
+        let id = group_id("p.product.dlq", Some("CouponFailed"), "rejected: x <n>");
+        assert!(is_group_id(&id), "{id}");
+        assert_eq!(
+            id,
+            group_id("p.product.dlq", Some("CouponFailed"), "rejected: x <n>")
+        );
+        assert_ne!(id, group_id("p.product.dlq", None, "rejected: x <n>"));
+        assert_ne!(
+            group_id("a", Some("b:c"), "d"),
+            group_id("a:b", Some("c"), "d")
+        );
+        assert!(!is_group_id("12345"));
+        assert!(!is_group_id("zzzzzzzzzz"));
+    }
 
     #[test]
     fn numbers_become_one_placeholder_wherever_they_are() {

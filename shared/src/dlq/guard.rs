@@ -2,6 +2,7 @@
 //! or moved. [`super::execute`] checks it first, so no front end can skip it; a front end may
 //! check it earlier as well, to refuse before it connects to anything or asks a question.
 
+use super::class;
 use super::message::Filter;
 use super::operation::{Action, Request};
 
@@ -18,15 +19,19 @@ pub enum Refusal {
     /// A purge that was not confirmed.
     #[error("a purge deletes messages and was not confirmed")]
     Unconfirmed,
+    /// A group that is not shaped like a group id (a typo, a class pasted instead of its id).
+    #[error("a group id is the {} hex digits a summary shows", class::GROUP_ID_LEN)]
+    Group,
 }
 
 impl Refusal {
-    /// The request field at fault: `all`, `rate` or `confirm`.
+    /// The request field at fault: `all`, `rate`, `confirm` or `group`.
     pub fn field(self) -> &'static str {
         match self {
             Self::Unfiltered => "all",
             Self::Rate => "rate",
             Self::Unconfirmed => "confirm",
+            Self::Group => "group",
         }
     }
 }
@@ -34,6 +39,13 @@ impl Refusal {
 /// Refuses a selection that narrows nothing unless `all` consents to every dead letter. Naming
 /// queues does not narrow: a queue's every dead letter is still every dead letter of it.
 pub fn selection(filter: &Filter, all: bool) -> Result<(), Refusal> {
+    if filter
+        .group
+        .as_deref()
+        .is_some_and(|g| !class::is_group_id(g))
+    {
+        return Err(Refusal::Group);
+    }
     if filter.is_everything() && !all {
         return Err(Refusal::Unfiltered);
     }
@@ -42,7 +54,7 @@ pub fn selection(filter: &Filter, all: bool) -> Result<(), Refusal> {
 
 impl Request {
     /// The guard, in this order: the selection ([`selection`]), a replay's rate, a purge's
-    /// confirmation.
+    /// confirmation (a restore needs none: it only puts messages back where they were).
     pub fn check(&self) -> Result<(), Refusal> {
         selection(&self.filter, self.all)?;
         match &self.action {
@@ -61,6 +73,7 @@ impl Request {
                 }
                 Ok(())
             }
+            Action::Restore => Ok(()),
         }
     }
 }
@@ -88,7 +101,7 @@ mod tests {
 
     fn purge(confirmed: bool) -> Action {
         Action::Purge {
-            dump: "dump.jsonl".into(),
+            dump: None,
             confirmed,
         }
     }
@@ -144,5 +157,24 @@ mod tests {
         );
         assert_eq!(request(one_order(), false, purge(true)).check(), Ok(()));
         assert_eq!(Refusal::Unconfirmed.field(), "confirm");
+    }
+
+    #[test]
+    fn a_group_narrows_the_selection_and_must_look_like_a_group_id() {
+        let group = |id: &str| Filter {
+            group: Some(id.into()),
+            ..Filter::default()
+        };
+        assert_eq!(
+            request(group("3FA2C91B0D"), false, replay(None)).check(),
+            Ok(())
+        );
+        for bad in ["3fa2", "rejected: x", "3fa2c91b0dzz"] {
+            assert_eq!(
+                request(group(bad), true, Action::Restore).check(),
+                Err(Refusal::Group),
+                "{bad}"
+            );
+        }
     }
 }

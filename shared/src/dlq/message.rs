@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
+use super::class;
 use crate::amqp::headers;
 use crate::seal::Keyring;
 
@@ -27,6 +28,9 @@ pub struct DeadLetter {
     /// Handling attempts that failed before it was dead-lettered.
     pub attempts: Option<i64>,
     pub dead_lettered_at: Option<DateTime<Utc>>,
+    /// When its producer made the event (the envelope's `occurred_at`, else the AMQP
+    /// timestamp): the order a replay keeps within a saga.
+    pub occurred_at: Option<DateTime<Utc>>,
     /// How many times it was replayed already.
     pub replays: i64,
     #[schema(value_type = Object)]
@@ -74,6 +78,8 @@ pub struct Filter {
     pub until: Option<DateTime<Utc>>,
     /// Exact event ids; empty means any.
     pub ids: Vec<String>,
+    /// A group id from a summary: the dead letters of one queue, event type and error class.
+    pub group: Option<String>,
 }
 
 impl Filter {
@@ -99,6 +105,10 @@ impl Filter {
             && self
                 .until
                 .is_none_or(|until| letter.dead_lettered_at.is_some_and(|at| at <= until))
+            && self
+                .group
+                .as_deref()
+                .is_none_or(|group| class::group_of(letter).eq_ignore_ascii_case(group))
     }
 
     /// True when nothing narrows the selection.
@@ -109,6 +119,7 @@ impl Filter {
             && self.since.is_none()
             && self.until.is_none()
             && self.ids.is_empty()
+            && self.group.is_none()
     }
 }
 
@@ -132,6 +143,18 @@ pub fn parse(queue: &str, properties: &lapin::BasicProperties, data: &[u8]) -> D
                 .as_ref()
                 .and_then(|json| Some(json.get("event_type")?.as_str()?.to_owned()))
         });
+    let occurred_at = body_json
+        .as_ref()
+        .and_then(|json| {
+            json.get("occurred_at")?
+                .as_str()?
+                .parse::<DateTime<Utc>>()
+                .ok()
+        })
+        .or_else(|| {
+            let seconds = i64::try_from((*properties.timestamp())?).ok()?;
+            DateTime::from_timestamp(seconds, 0)
+        });
     // The broker's own dead-lettering (delivery limit) leaves x-death instead of our headers.
     let reason =
         headers::get_str(table, headers::DEAD_LETTER_REASON).or_else(|| x_death(table, "reason"));
@@ -154,6 +177,7 @@ pub fn parse(queue: &str, properties: &lapin::BasicProperties, data: &[u8]) -> D
         dead_lettered_at: headers::get_str(table, headers::DEAD_LETTERED_AT)
             .and_then(|at| DateTime::parse_from_rfc3339(&at).ok())
             .map(|at| at.with_timezone(&Utc)),
+        occurred_at,
         replays: headers::get_i64(table, headers::REPLAY_COUNT).unwrap_or(0),
         headers: table.map(to_json).unwrap_or_default(),
         body: body_text.map(str::to_owned),
@@ -241,6 +265,7 @@ mod tests {
             error: Some("Database error: deadlock".into()),
             attempts: Some(3),
             dead_lettered_at: Some(Utc::now()),
+            occurred_at: None,
             replays: 0,
             headers: Default::default(),
             body: None,
@@ -282,6 +307,21 @@ mod tests {
         assert!(
             !Filter {
                 since: Some(Utc::now() + chrono::Duration::hours(1)),
+                ..Default::default()
+            }
+            .matches(&letter)
+        );
+        let group = class::group_of(&letter);
+        assert!(
+            Filter {
+                group: Some(group.to_uppercase()),
+                ..Default::default()
+            }
+            .matches(&letter)
+        );
+        assert!(
+            !Filter {
+                group: Some("0000000000".into()),
                 ..Default::default()
             }
             .matches(&letter)

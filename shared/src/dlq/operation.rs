@@ -1,6 +1,6 @@
-//! The one replay or purge. A front end (`sagactl dlq`, the monitor's admin API) builds a
-//! [`Request`]; [`execute`] passes it through the guard, moves the messages and writes the
-//! audit record, failures included; the front end renders what it returns.
+//! The one replay, purge or restore. A front end (`sagactl dlq`, the monitor's admin API)
+//! builds a [`Request`]; [`execute`] passes it through the guard, moves the messages and writes
+//! the audit record, failures included; the front end renders what it returns.
 
 use std::path::PathBuf;
 
@@ -10,9 +10,10 @@ use super::audit::{self, AuditError, AuditTrail, Entry};
 use super::guard::Refusal;
 use super::message::Filter;
 use super::operator::Operator;
+use super::purge::Purge;
 use super::replay::ReplayOptions;
 
-/// A replay or purge as a front end asks for it.
+/// A replay, purge or restore as a front end asks for it.
 #[derive(Debug, Clone)]
 pub struct Request {
     /// Who asks, as the audit trail records it (`user@host (sagactl)`, `admin-api <peer>`).
@@ -30,32 +31,41 @@ pub struct Request {
 pub enum Action {
     /// Send them back to the queue they were dead-lettered from.
     Replay(ReplayOptions),
-    /// Delete them after writing them to `dump` (JSON lines); refused unless `confirmed`.
-    Purge { dump: PathBuf, confirmed: bool },
+    /// Delete them after keeping them in the archive (`dlq_archive`) and, with a `dump`, in
+    /// that file too (JSON lines); refused unless `confirmed`.
+    Purge {
+        dump: Option<PathBuf>,
+        confirmed: bool,
+    },
+    /// Put the archived messages the filter selects (and not restored yet) back into the
+    /// dead-letter queues they were purged from.
+    Restore,
 }
 
 impl Action {
-    /// The operation's name, as the audit trail records it: `replay` or `purge`.
+    /// The operation's name, as the audit trail records it: `replay`, `purge` or `restore`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Replay(_) => "replay",
             Self::Purge { .. } => "purge",
+            Self::Restore => "restore",
         }
     }
 }
 
-/// A message an operation moved (replayed or purged).
+/// A message an operation moved (replayed, purged or restored).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Moved {
     /// Its event id.
     pub event_id: String,
-    /// The dead-letter queue it was in.
+    /// The dead-letter queue it was in (`dlq_archive` for a restore).
     pub from: String,
-    /// The queue a replay sent it to, or the file a purge wrote it to.
+    /// The queue a replay or restore sent it to; for a purge `dlq_archive` (and the file, when
+    /// it wrote one).
     pub to: String,
 }
 
-/// What a replay or purge did.
+/// What a replay, purge or restore did.
 #[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct OperationReport {
     /// Messages read from the selected queues.
@@ -84,36 +94,64 @@ pub enum OperationError {
     /// The operation stopped on an error; it is audited as `failed`.
     #[error(transparent)]
     Failed(anyhow::Error),
+    /// The filter names a group and nothing matched: most likely the group was handled
+    /// already, or the id is a typo; audited (it moved nothing), yet not a success, because an
+    /// operator who asked for a group expects it to be there.
+    #[error("group {group} selects nothing to {operation}")]
+    EmptyGroup {
+        group: String,
+        operation: &'static str,
+    },
 }
 
-/// Runs `request` on `operator`: the guard first, then the replay or purge, then its record in
-/// `trail` (and the `audit` log line), whatever the outcome. `after_confirm(n)` runs between a
-/// replay's n-th confirm and its ack (a fault-injection point for tests; a purge ignores it).
+/// Runs `request` on `operator`: the guard first, then the replay, purge or restore, then its
+/// record in `trail` (and the `audit` log line), whatever the outcome. A purge archives and a
+/// restore reads the archive through `trail`'s database, the monitor's. `after_confirm(n)` runs
+/// between a replay's n-th confirm and its ack, and once between a purge's archive commit and
+/// its acks (`n` = messages archived): fault-injection points for tests.
 ///
 /// A report with `failed` entries is a partial success: `Ok`, audited as `partial`.
 pub async fn execute(
     operator: &Operator,
-    trail: AuditTrail<'_>,
+    mut trail: AuditTrail<'_>,
     request: &Request,
     after_confirm: &(dyn Fn(usize) + Sync),
 ) -> Result<OperationReport, OperationError> {
     request.check()?;
+    let filter = &request.filter;
     let outcome = match &request.action {
-        Action::Replay(options) => {
-            operator
-                .replay(&request.filter, *options, after_confirm)
-                .await
-        }
-        Action::Purge { dump, .. } => operator.purge(&request.filter, dump).await,
+        Action::Replay(options) => operator.replay(filter, *options, after_confirm).await,
+        Action::Purge { dump, .. } => match trail.connection().await {
+            Ok(mut conn) => {
+                let purge = Purge {
+                    actor: &request.actor,
+                    dump: dump.as_deref(),
+                    after_archive: after_confirm,
+                };
+                operator.purge(&mut conn, filter, &purge).await
+            }
+            Err(err) => Err(anyhow::Error::new(err)),
+        },
+        Action::Restore => match trail.connection().await {
+            Ok(mut conn) => operator.restore(&mut conn, filter, &request.actor).await,
+            Err(err) => Err(anyhow::Error::new(err)),
+        },
     };
     let entry = Entry {
         actor: &request.actor,
         operation: request.action.name(),
-        filter: &request.filter,
+        filter,
         report: outcome.as_ref().map_err(|err| format!("{err:#}")),
     };
     audit::record(trail, &entry)
         .await
         .map_err(OperationError::Audit)?;
-    outcome.map_err(OperationError::Failed)
+    let report = outcome.map_err(OperationError::Failed)?;
+    match &filter.group {
+        Some(group) if report.matched == 0 => Err(OperationError::EmptyGroup {
+            group: group.clone(),
+            operation: request.action.name(),
+        }),
+        _ => Ok(report),
+    }
 }

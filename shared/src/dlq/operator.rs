@@ -40,10 +40,10 @@ pub struct Operator {
     pub(super) connection: lapin::Connection,
     /// The operator's broker user: the `user_id` of replayed copies.
     pub(super) user: String,
-    topology: Topology,
+    pub(super) topology: Topology,
     consumers: Vec<String>,
     /// Opens the bodies it lists, when the operator holds the keys.
-    keys: Option<Keyring>,
+    pub(super) keys: Option<Keyring>,
 }
 
 impl std::fmt::Debug for Operator {

@@ -1,6 +1,11 @@
 //! Replay: each matching dead letter goes back to the queue it was dead-lettered from, as a
 //! confirmed copy with a fresh attempt count, and is acked only after the confirm.
 //!
+//! Within a queue, the dead letters of one saga are replayed in the order their producers made
+//! them ([`in_saga_order`]): a retry or a redelivery may have dead-lettered a saga's later step
+//! before its earlier one, and the copies all enter the saga's one partition, which its
+//! consumer reads in order. Different sagas keep their places relative to each other.
+//!
 //! The copy goes through the consumer's inbound exchange (`{p}.{consumer}.in`), which hashes
 //! its saga id to the partition its saga's other events use: the operator identity holds write
 //! on the inbound exchanges for exactly this, and no other identity but the consumer itself
@@ -10,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use lapin::Channel;
 use lapin::message::Delivery;
 use lapin::options::BasicAckOptions;
@@ -70,12 +75,15 @@ impl Operator {
             let snapshot = Snapshot::take(&self.connection, &queue).await?;
             replayer.report.scanned += snapshot.deliveries.len();
             let moved_before = replayer.report.moved.len();
-            for delivery in &snapshot.deliveries {
-                let letter = parse(&queue, &delivery.properties, &delivery.data);
-                if filter.matches(&letter) {
-                    replayer.report.matched += 1;
-                    replayer.one(&queue, delivery, letter).await?;
-                }
+            let chosen: Vec<(&Delivery, DeadLetter)> = snapshot
+                .deliveries
+                .iter()
+                .map(|d| (d, parse(&queue, &d.properties, &d.data)))
+                .filter(|(_, letter)| filter.matches(letter))
+                .collect();
+            replayer.report.matched += chosen.len();
+            for (delivery, letter) in in_saga_order(chosen, |(_, l)| (l.saga_id, l.occurred_at)) {
+                replayer.one(&queue, delivery, letter).await?;
             }
             // A dry run reports what would move but moves nothing: every message comes back,
             // and the release must wait for all of them, or a read right after finds them gone.
@@ -145,6 +153,34 @@ impl Replayer<'_> {
     }
 }
 
+/// `items` (in queue order) with each saga's items in the order they were produced: the places
+/// a saga's items held are refilled with them sorted by occurrence time (an item without one
+/// after those with, ties in queue order). Items without a saga keep their places.
+fn in_saga_order<T>(
+    items: Vec<T>,
+    key: impl Fn(&T) -> (Option<i64>, Option<DateTime<Utc>>),
+) -> Vec<T> {
+    let mut places: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (place, item) in items.iter().enumerate() {
+        if let (Some(saga), _) = key(item) {
+            places.entry(saga).or_default().push(place);
+        }
+    }
+    let mut slots: Vec<Option<T>> = items.into_iter().map(Some).collect();
+    for places in places.values() {
+        let mut saga: Vec<T> = places.iter().filter_map(|&p| slots[p].take()).collect();
+        // Stable: equal times keep queue order.
+        saga.sort_by_key(|item| {
+            let at = key(item).1;
+            (at.is_none(), at)
+        });
+        for (&place, item) in places.iter().zip(saga) {
+            slots[place] = Some(item);
+        }
+    }
+    slots.into_iter().flatten().collect()
+}
+
 /// One tick per message at `rate` messages per second; none without a (positive) rate.
 fn pacing(rate: Option<f64>) -> Option<Interval> {
     rate.filter(|rate| *rate > 0.0).map(|rate| {
@@ -187,4 +223,27 @@ fn replay_headers(delivery: &Delivery, previous_replays: i64) -> FieldTable {
     headers::set_i64(&mut table, headers::REPLAY_COUNT, previous_replays + 1);
     headers::set_str(&mut table, headers::REPLAYED_AT, &Utc::now().to_rfc3339());
     table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_sagas_items_take_its_places_in_the_order_they_were_produced() {
+        let at = |minute: u32| DateTime::from_timestamp(i64::from(minute) * 60, 0);
+        // (name, saga, minute produced), in queue (dead-lettering) order.
+        let queue = vec![
+            ("7c", Some(7), Some(3)),
+            ("8b", Some(8), Some(2)),
+            ("7a", Some(7), Some(1)),
+            ("x", None, Some(0)),
+            ("7-", Some(7), None),
+            ("8a", Some(8), Some(1)),
+            ("7b", Some(7), Some(2)),
+        ];
+        let ordered = in_saga_order(queue, |(_, saga, minute)| (*saga, minute.and_then(at)));
+        let names: Vec<&str> = ordered.iter().map(|(name, ..)| *name).collect();
+        assert_eq!(names, ["7a", "8a", "7b", "x", "7c", "8b", "7-"]);
+    }
 }

@@ -17,6 +17,8 @@ pub const EXAMPLES: usize = 3;
 /// The dead letters that failed the same way in the same queue.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Group {
+    /// The group's id ([`class::group_id`]): what `--group` (`filter.group`) selects it by.
+    pub id: String,
     /// The dead-letter queue.
     pub queue: String,
     /// `null` when the message names none.
@@ -59,6 +61,7 @@ pub fn summarize(listings: &[Listing]) -> Summary {
         groups
             .entry(key)
             .or_insert_with_key(|(queue, event_type, error_class)| Group {
+                id: class::group_id(queue, event_type.as_deref(), error_class),
                 queue: queue.clone(),
                 event_type: event_type.clone(),
                 class: error_class.clone(),
@@ -118,6 +121,7 @@ mod tests {
             dead_lettered_at: DateTime::parse_from_rfc3339(&at)
                 .ok()
                 .map(|at| at.with_timezone(&Utc)),
+            occurred_at: None,
             replays: 0,
             headers: Default::default(),
             body: None,

@@ -4,10 +4,13 @@
 //! a 401 that does not say which; the token is compared in constant time and never logged, and
 //! each client may make `ADMIN_RATE_LIMIT` admin requests a minute ([`auth`]).
 //!
+//! - [`archive`]: the archive of purged dead letters: list, restore.
+//!
 //! A thin adapter over [`shared::dlq`], which owns the operations, their guard and their audit
 //! (the same as `sagactl dlq`'s): a route builds the request, calls the operation and renders
 //! its result as JSON.
 
+mod archive;
 mod auth;
 mod settings;
 
@@ -37,6 +40,8 @@ pub fn configure(routes: &mut Routes<'_>, settings: AdminSettings) {
         .route(__path_summary, summary)
         .route(__path_replay, replay)
         .route(__path_purge, purge)
+        .route(archive::__path_list, archive::list)
+        .route(archive::__path_restore, archive::restore)
         .route(__path_show, show);
 }
 
@@ -90,22 +95,34 @@ struct ListQuery {
     until: Option<chrono::DateTime<chrono::Utc>>,
     /// Event ids, comma-separated.
     id: Option<String>,
+    /// A group id, as the summary shows it.
+    group: Option<String>,
 }
 
-impl From<ListQuery> for Filter {
-    fn from(query: ListQuery) -> Self {
+impl ListQuery {
+    /// The filter, once its group id has the shape of one (else a 422 naming `group`).
+    fn filter(self) -> Result<Filter, ApiError> {
         let list = |value: Option<String>| value.map(|v| consumers_from(&v)).unwrap_or_default();
-        Filter {
-            queues: list(query.queue),
-            event_type: query.event_type,
-            order_id: query.order_id,
-            reason: query.reason,
-            since: query.since,
-            until: query.until,
-            ids: list(query.id),
+        let filter = Filter {
+            queues: list(self.queue),
+            event_type: self.event_type,
+            order_id: self.order_id,
+            reason: self.reason,
+            since: self.since,
+            until: self.until,
+            ids: list(self.id),
+            group: self.group,
+        };
+        // A list has no consent to give: the guard's selection rule is for moving things.
+        match dlq::guard::selection(&filter, true) {
+            Err(Refusal::Group) => Err(ApiError::validation("group", GROUP_SHAPE)),
+            _ => Ok(filter),
         }
     }
 }
+
+/// What a malformed group id is told.
+const GROUP_SHAPE: &str = "a group id is the 10 hex digits the summary shows";
 
 /// List dead letters, by queue.
 #[utoipa::path(
@@ -127,7 +144,7 @@ async fn list(
     query: ValidQuery<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&request, &settings)?;
-    let filter: Filter = query.into_inner().into();
+    let filter = query.into_inner().filter()?;
     let listings = operator(&settings)
         .await?
         .list(&filter)
@@ -157,7 +174,7 @@ async fn summary(
     query: ValidQuery<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     authorize(&request, &settings)?;
-    let filter: Filter = query.into_inner().into();
+    let filter = query.into_inner().filter()?;
     let summary = operator(&settings)
         .await?
         .summary(&filter)
@@ -244,10 +261,10 @@ async fn replay(
         dry_run: body.dry_run,
         rate: body.rate,
     });
-    run(&request, &settings, &pool, body, action).await
+    run(&request, &settings, &pool, body.filter, body.all, action).await
 }
 
-/// Purge dead letters, writing them to a file on the monitor's host first.
+/// Purge dead letters, keeping them in the archive (and in a file on the monitor's host) first.
 #[utoipa::path(
     post,
     path = "/admin/dlq/purge",
@@ -255,7 +272,7 @@ async fn replay(
     security(("admin_token" = [])),
     request_body = Operation,
     responses(
-        (status = 200, description = "What was purged, and where it was written.",
+        (status = 200, description = "What was purged, and where it was kept.",
             body = dlq::OperationReport),
         AdminRefusals,
         BodyRefusals,
@@ -281,10 +298,10 @@ async fn purge(
         chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ")
     ));
     let action = Action::Purge {
-        dump,
+        dump: Some(dump),
         confirmed: body.confirm,
     };
-    run(&request, &settings, &pool, body, action).await
+    run(&request, &settings, &pool, body.filter, body.all, action).await
 }
 
 /// The one operation for an authorized request; the report is the response body.
@@ -292,13 +309,14 @@ async fn run(
     request: &HttpRequest,
     settings: &AdminSettings,
     pool: &PgPool,
-    body: Operation,
+    filter: Filter,
+    all: bool,
     action: Action,
 ) -> Result<HttpResponse, ApiError> {
     let operation = Request {
         actor: actor(request),
-        filter: body.filter,
-        all: body.all,
+        filter,
+        all,
         action,
     };
     // Refused before connecting: a request that cannot run costs no broker connection.
@@ -315,6 +333,13 @@ async fn run(
         OperationError::Audit(AuditError::Pool(err)) => err.into(),
         OperationError::Audit(AuditError::Query(err)) => err.into(),
         OperationError::Failed(err) => ApiError::Internal(err),
+        OperationError::EmptyGroup { operation, .. } => ApiError::validation(
+            "filter.group",
+            format!(
+                "selects nothing to {operation} (handled already, or not this group?): \
+                 GET /admin/dlq/summary lists the groups there are"
+            ),
+        ),
     })?;
     Ok(HttpResponse::Ok().json(report))
 }
@@ -325,6 +350,7 @@ fn refused(refusal: Refusal) -> ApiError {
         Refusal::Unfiltered => "an empty filter selects every dead letter: set all=true",
         Refusal::Rate => "must be a positive number of messages per second",
         Refusal::Unconfirmed => "a purge deletes messages: set confirm=true",
+        Refusal::Group => return ApiError::validation("filter.group", GROUP_SHAPE),
     };
     ApiError::validation(refusal.field(), message)
 }
