@@ -3,6 +3,7 @@
 //! SIGTERM.
 
 use std::future::Future;
+use std::time::Duration;
 
 use anyhow::Context;
 use shared::service::{Application, ServiceSettings};
@@ -81,6 +82,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         relay_settings.amqp.prefix
     );
     tasks.spawn(outbox_relay::run(relay_settings, shutdown.clone()));
+    wait_ready(&addresses).await?;
     println!("\nall up; Ctrl-C stops everything\n");
 
     if args.seed
@@ -136,6 +138,34 @@ async fn start_gateway(
     println!("{:<8} {url}", "gateway");
     tasks.spawn(nginx.supervise(shutdown.clone()));
     Ok(Some(url))
+}
+
+/// How long the services may take to become ready.
+const READY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Until every service answers `/ready`: its broker session is up, its queues declared and
+/// bound. On a new broker, an event published before a consumer's queue exists never reaches
+/// that consumer (the monitor would miss a saga's first event), so "all up" waits for it.
+async fn wait_ready(addresses: &[(&str, String)]) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
+    let deadline = tokio::time::Instant::now() + READY_DEADLINE;
+    for (name, address) in addresses {
+        let url = format!("http://{address}/ready");
+        loop {
+            let answer = client.get(&url).send().await;
+            if answer.is_ok_and(|answer| answer.status().is_success()) {
+                break;
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the {name} service is not ready after {READY_DEADLINE:?} (its /ready); see the log above"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
 }
 
 /// Through the gateway when it runs, else to each service directly.

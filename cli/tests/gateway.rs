@@ -102,19 +102,24 @@ async fn every_public_route_reaches_its_service_over_its_instances_and_operator_
         2,
         "both order instances used: {order_instances:?}"
     );
-    // A client's trace context reaches the service and the log; none is made up.
+    assert_trace_context_passed_on_not_made_up(&log, "mine-1");
+    s.stop().await;
+}
+
+/// The request `traced_id` sent [`CLIENT_TRACE`]: the log (which shows what was passed on) has
+/// it, and no other request got a trace context made up.
+fn assert_trace_context_passed_on_not_made_up(log: &[serde_json::Value], traced_id: &str) {
     let traced = log
         .iter()
-        .find(|entry| entry["request_id"] == "mine-1")
+        .find(|entry| entry["request_id"] == traced_id)
         .expect("the traced request logged");
     assert_eq!(traced["traceparent"], CLIENT_TRACE);
     assert!(
         log.iter()
-            .filter(|entry| entry["request_id"] != "mine-1")
+            .filter(|entry| entry["request_id"] != traced_id)
             .all(|entry| entry["traceparent"] == ""),
         "no trace context made up"
     );
-    s.stop().await;
 }
 
 const CLIENT_TRACE: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
