@@ -10,7 +10,9 @@
 #      AMQP_URL, READY_TIMEOUT (180s), STOP_TIMEOUT (30s), KEEP_LOG=1, CARGO_TARGET_DIR,
 #      NGINX (the nginx binary), GATEWAY_RATE_LIMIT and GATEWAY_BURST (100000: k6 is one client
 #      address, which the gateway's default limit of 100 requests/s would refuse), DIRECT=1
-#      (k6 to the services' own ports instead of the gateway: for bench/run-gateway.sh).
+#      (k6 to the services' own ports instead of the gateway: for bench/run-gateway.sh),
+#      SAGACTL_BIN (a sagactl binary built from this tree to run instead of building one: the
+#      test command passes the one its test build made).
 # Exit status: non-zero if the build, start-up, k6 (thresholds) or verify fails, or the gateway
 # outlives sagactl.
 set -euo pipefail
@@ -134,12 +136,17 @@ if [[ -z "${NGINX:-}" ]] && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/n
   exit 2
 fi
 
-case "$PROFILE" in
-  release) cargo build --release -p sagactl ;;
-  debug) cargo build -p sagactl ;;
-  *) log "PROFILE must be release or debug, got $PROFILE"; exit 2 ;;
-esac
-SAGACTL="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/sagactl"
+if [[ -n "${SAGACTL_BIN:-}" ]]; then
+  [[ -x "$SAGACTL_BIN" ]] || { log "SAGACTL_BIN=$SAGACTL_BIN is not an executable"; exit 2; }
+  SAGACTL="$SAGACTL_BIN"
+else
+  case "$PROFILE" in
+    release) cargo build --release -p sagactl ;;
+    debug) cargo build -p sagactl ;;
+    *) log "PROFILE must be release or debug, got $PROFILE"; exit 2 ;;
+  esac
+  SAGACTL="${CARGO_TARGET_DIR:-$ROOT/target}/$PROFILE/sagactl"
+fi
 
 read -r -a PORTS <<<"$(free_ports 6)"
 declare -A URL

@@ -204,4 +204,6 @@ cargo nextest run --workspace --no-fail-fast
 
 # The load scripts must not rot: a short k6 run against the whole system, then `sagactl verify`.
 say "k6 smoke run"
-PROFILE=debug bash k6/smoke.sh
+# The sagactl binary the test build just made (the integration tests run it): building it
+# again outside the test build would relink it for half a minute.
+SAGACTL_BIN="${CARGO_TARGET_DIR:-target}/debug/sagactl" PROFILE=debug bash k6/smoke.sh

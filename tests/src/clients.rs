@@ -45,13 +45,13 @@ impl Api {
     /// `GET path`: the status and the JSON body (`Null` if the body is not JSON).
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let response = self.client.get(self.url(path)).send().await;
-        answer(response.unwrap_or_else(|err| panic!("GET {path}: {err}"))).await
+        answer(response.unwrap_or_else(|err| panic!("GET {path}: {err:?}"))).await
     }
 
     /// `POST path` with a JSON body: the status and the JSON body (`Null` if not JSON).
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let response = self.client.post(self.url(path)).json(body).send().await;
-        answer(response.unwrap_or_else(|err| panic!("POST {path}: {err}"))).await
+        answer(response.unwrap_or_else(|err| panic!("POST {path}: {err:?}"))).await
     }
 
     /// `GET path`, which must answer 200: the body.

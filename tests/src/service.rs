@@ -62,6 +62,16 @@ impl Setup {
     }
 }
 
+/// An HTTP client that lets go of an idle connection before the server's keep-alive (actix: 5 s)
+/// closes it: reusing a connection the server is closing at that instant fails the request
+/// ("connection closed before message completed"), a race a long loaded test runs into.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(2))
+        .build()
+        .expect("an HTTP client")
+}
+
 /// A service running in the background, reachable at `base_url`.
 pub struct TestApp {
     pub base_url: String,
@@ -77,7 +87,7 @@ impl TestApp {
         let task = tokio::spawn(app.run(shutdown));
         Self {
             base_url,
-            client: reqwest::Client::new(),
+            client: client(),
             trigger,
             task,
         }
