@@ -13,6 +13,13 @@ cd "$root"
 # CPU cost to the hops being measured; PGSSLMODE=prefer (or stricter) measures with it.
 export PGSSLMODE="${PGSSLMODE:-disable}"
 
+# Every consumer's queue is partitioned behind a consistent-hash exchange (README,
+# "Prerequisites"): on a local broker without the plugin, the services would never get ready.
+if command -v rabbitmq-plugins >/dev/null \
+    && ! rabbitmq-plugins list -e -m 2>/dev/null | grep -qx rabbitmq_consistent_hash_exchange; then
+    rabbitmq-plugins enable rabbitmq_consistent_hash_exchange >/dev/null
+fi
+
 cargo build --release -p bench -p outbox-relay -p order-service -p product-service \
   -p coupon-service -p balance-service -p monitor-service
 exec "$root/target/release/saga-bench" "$@"

@@ -172,7 +172,7 @@ async fn applied_by_monitor(s: &System, ids: &[String]) -> i64 {
     }
     let list = ids.iter().map(|id| format!("'{id}'")).collect::<Vec<_>>();
     let sql = format!(
-        "SELECT count(DISTINCT message_id) AS count FROM inbox WHERE message_id::text IN ({})",
+        "SELECT count(*) AS count FROM saga_events WHERE event_id::text IN ({})",
         list.join(",")
     );
     count(&s.dbs[MONITOR], &sql).await

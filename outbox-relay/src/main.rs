@@ -5,8 +5,11 @@ use clap::Parser;
 use outbox_relay::config::RelayCli;
 use shared::shutdown::Shutdown;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    shared::runtime::run(relay())
+}
+
+async fn relay() -> anyhow::Result<()> {
     let cli = RelayCli::parse();
     shared::config::refuse_renamed_variables()?;
     shared::telemetry::init("outbox-relay");

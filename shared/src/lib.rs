@@ -42,6 +42,7 @@ pub mod metrics;
 pub mod money;
 pub mod notify;
 pub mod outbox;
+pub mod runtime;
 pub mod schema;
 pub mod seal;
 pub mod service;

@@ -108,10 +108,23 @@ pub async fn enqueue(
             })
         })
         .collect::<QueryResult<Vec<_>>>()?;
-    diesel::insert_into(outbox::table)
-        .values(&rows)
-        .execute(conn)
-        .await?;
+    // One row is the usual case (one event per step). Inserted as a single row, the statement is
+    // prepared once per connection; diesel never caches a multi-row insert, whose text depends
+    // on the row count, so PostgreSQL would parse and plan it for every event.
+    match rows.as_slice() {
+        [row] => {
+            diesel::insert_into(outbox::table)
+                .values(row)
+                .execute(conn)
+                .await?
+        }
+        rows => {
+            diesel::insert_into(outbox::table)
+                .values(rows)
+                .execute(conn)
+                .await?
+        }
+    };
     Ok(())
 }
 

@@ -63,12 +63,13 @@ struct CommonArgs {
         default_value = "127.0.0.1"
     )]
     host: String,
-    /// actix worker threads (0 = one per core).
+    /// actix worker threads (0 = one per core). One by default, like the async runtime
+    /// (shared::runtime): an HTTP worker serves many connections at once.
     #[arg(
         long = "http-workers",
         value_name = "N",
         env = "HTTP_WORKERS",
-        default_value_t = 0
+        default_value_t = 1
     )]
     http_workers: usize,
     #[command(flatten)]

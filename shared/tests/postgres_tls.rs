@@ -1,11 +1,14 @@
 //! PostgreSQL over TLS, against a real server: a private cluster ([`cluster`]) that refuses
 //! connections without TLS and checks SCRAM passwords. Every `sslmode` from `disable` to
 //! `verify-full` behaves as libpq's does, and the pool, the migrations, database creation and
-//! LISTEN all go through the one connect function.
+//! LISTEN all go through the one connect function. Also what a connection keeps: statements
+//! kept prepared ([`cached`]).
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 // The harness lives in `tests/postgres_tls/` (no `main.rs` there, so cargo builds no second target).
+#[path = "postgres_tls/cached.rs"]
+mod cached;
 #[path = "postgres_tls/cluster.rs"]
 mod cluster;
 

@@ -15,6 +15,8 @@ pub struct TestDb {
     pub name: String,
     pub url: String,
     pub pool: PgPool,
+    /// The server it lives on (without a database).
+    server: String,
 }
 
 impl TestDb {
@@ -25,8 +27,13 @@ impl TestDb {
 
     /// A new database with the outbox and inbox tables, then `extra` migrations in order.
     pub async fn with_migrations(extra: Vec<EmbeddedMigrations>) -> Self {
+        Self::on_server(server_url(), extra).await
+    }
+
+    /// A new database on `server` (a URL without a database) with the outbox and inbox
+    /// tables, then `extra` migrations in order.
+    pub async fn on_server(server: String, extra: Vec<EmbeddedMigrations>) -> Self {
         let name = format!("test_{}", crate::unique_suffix());
-        let server = server_url();
         let mut admin = shared::db::connect(&format!("{server}/postgres"))
             .await
             .expect("PostgreSQL must be reachable at TEST_PG_URL (see README)");
@@ -42,16 +49,27 @@ impl TestDb {
             run_migrations(&url, migrations).await.expect("migrations");
         }
         let pool = build_pool(&DatabaseSettings::with_url(url.clone())).expect("pool");
-        Self { name, url, pool }
+        Self {
+            name,
+            url,
+            pool,
+            server,
+        }
     }
 
     /// A database name reserved for one test but not created: the code under test creates it.
     /// It is dropped, if it exists by then, when this value is dropped.
     pub fn uncreated() -> Self {
         let name = format!("test_{}", crate::unique_suffix());
-        let url = format!("{}/{name}", server_url());
+        let server = server_url();
+        let url = format!("{server}/{name}");
         let pool = build_pool(&DatabaseSettings::with_url(url.clone())).expect("pool");
-        Self { name, url, pool }
+        Self {
+            name,
+            url,
+            pool,
+            server,
+        }
     }
 
     /// A dedicated connection (outside the pool).
@@ -65,7 +83,7 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         self.pool.close();
-        let name = self.name.clone();
+        let (name, server) = (self.name.clone(), self.server.clone());
         // Drop cannot await, and the test's runtime may be shutting down: use a thread with its
         // own runtime. FORCE ends sessions still open (a relay process the test killed).
         let dropped = std::thread::spawn(move || {
@@ -74,7 +92,7 @@ impl Drop for TestDb {
                 .build()
                 .ok()?;
             runtime.block_on(async move {
-                let mut admin = shared::db::connect(&format!("{}/postgres", server_url()))
+                let mut admin = shared::db::connect(&format!("{server}/postgres"))
                     .await
                     .ok()?;
                 diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))

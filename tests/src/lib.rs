@@ -24,6 +24,7 @@ pub mod effects;
 pub mod keys;
 pub mod otlp;
 pub mod pki;
+mod private_pg;
 pub mod promql;
 mod proxy;
 pub mod service;
@@ -31,6 +32,7 @@ mod wait;
 
 pub use amqp::{TestAmqp, amqp_url};
 pub use db::{TestDb, server_url};
+pub use private_pg::PrivatePostgres;
 pub use proxy::TcpProxy;
 pub use wait::{eventually, eventually_async};
 

@@ -170,3 +170,62 @@ async fn killed_database_sessions_do_not_lose_rows() {
     wait_until_published(&db).await;
     relay.stop().await;
 }
+
+/// The relay commits without waiting for the WAL flush (`outbox_relay::NON_DURABLE_COMMITS`):
+/// a database crash right after it published takes its deletes back. The rows are then
+/// published again, and the consumer's inbox (on another server, which did not crash) applies
+/// each message once: nothing is lost, nothing is done twice.
+#[tokio::test]
+async fn a_database_crash_after_the_relay_committed_republishes_and_the_inbox_applies_once() {
+    init_tracing();
+    let server = testkit::PrivatePostgres::start();
+    let outbox_db = TestDb::on_server(server.server(), Vec::new()).await;
+    let consumer_db = TestDb::new().await;
+    create_effects_table(&consumer_db).await;
+    let amqp = TestAmqp::new().await;
+    let consumer = pings_consumer(&amqp.settings(), &consumer_db);
+    amqp.declare(&consumer.queue_spec()).await;
+    enqueue_pings(&outbox_db, 1, 200).await;
+
+    server.hold_wal_writer();
+    let relay = InProcessRelay::start(relay_settings(&outbox_db, amqp.settings()));
+    wait_until_published(&outbox_db).await;
+    relay.stop().await;
+    server.crash();
+    server.up();
+    let taken_back = unpublished(&outbox_db).await;
+    assert!(
+        taken_back > 0,
+        "the crash took back none of the relay's unflushed commits: the test proves nothing"
+    );
+
+    let relay = InProcessRelay::start(relay_settings(&outbox_db, amqp.settings()));
+    wait_until_published(&outbox_db).await;
+    eventually_async(DEADLINE, "every copy on the queue", || async {
+        let depth = amqp.consumer_depth("pings").await;
+        (depth == 200 + u32::try_from(taken_back).unwrap()).then_some(())
+    })
+    .await;
+    let running = RunningConsumer::start(
+        "pings",
+        &amqp.settings(),
+        &consumer_db,
+        fast_consumer_settings(),
+        Handlers::new().on::<Ping>(Recorder::default()),
+    );
+    eventually_async(DEADLINE, "the queue drained", || async {
+        (amqp.consumer_depth("pings").await == 0 && effect_count(&consumer_db).await == 200)
+            .then_some(())
+    })
+    .await;
+    running.stop().await;
+    relay.stop().await;
+    assert_eq!(
+        effect_count(&consumer_db).await,
+        200,
+        "each ping applied once"
+    );
+    assert_eq!(double_effects(&consumer_db).await, 0);
+    let dead = amqp.topology.dead_letter_queue("pings");
+    assert_eq!(amqp.depth(&dead).await, 0);
+}

@@ -59,17 +59,19 @@ pub async fn credit(
     user_id: i64,
     amount: Decimal,
 ) -> QueryResult<Decimal> {
-    diesel::insert_into(balances::table)
-        .values((balances::user_id.eq(user_id), balances::balance.eq(amount)))
-        .on_conflict(balances::user_id)
-        .do_update()
-        .set((
-            balances::balance.eq(balances::balance + amount),
-            balances::updated_at.eq(diesel::dsl::now),
-        ))
-        .returning(balances::balance)
-        .get_result(conn)
-        .await
+    shared::db::cached(
+        diesel::insert_into(balances::table)
+            .values((balances::user_id.eq(user_id), balances::balance.eq(amount)))
+            .on_conflict(balances::user_id)
+            .do_update()
+            .set((
+                balances::balance.eq(balances::balance + amount),
+                balances::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(balances::balance),
+    )
+    .get_result(conn)
+    .await
 }
 
 /// Adds a charge of `amount` unless the balance would pass `ceiling` (what the column holds, and
@@ -109,16 +111,18 @@ pub async fn debit(
     user_id: i64,
     amount: Decimal,
 ) -> QueryResult<Option<Decimal>> {
-    diesel::update(
-        balances::table
-            .filter(balances::user_id.eq(user_id))
-            .filter(balances::balance.ge(amount)),
+    shared::db::cached(
+        diesel::update(
+            balances::table
+                .filter(balances::user_id.eq(user_id))
+                .filter(balances::balance.ge(amount)),
+        )
+        .set((
+            balances::balance.eq(balances::balance - amount),
+            balances::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(balances::balance),
     )
-    .set((
-        balances::balance.eq(balances::balance - amount),
-        balances::updated_at.eq(diesel::dsl::now),
-    ))
-    .returning(balances::balance)
     .get_result(conn)
     .await
     .optional()

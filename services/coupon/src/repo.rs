@@ -210,15 +210,17 @@ pub async fn owned(
 /// the coupon's row too would queue every order and every issue of a popular coupon behind
 /// each other.
 pub async fn lock_for_order(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<Option<Held>> {
-    diesel::sql_query(
-        "SELECT uc.id, uc.coupon_id, uc.user_id, uc.status, uc.order_id, uc.used_at, \
+    shared::db::cached(
+        diesel::sql_query(
+            "SELECT uc.id, uc.coupon_id, uc.user_id, uc.status, uc.order_id, uc.used_at, \
                 uc.created_at, c.discount_type, c.discount_value, c.expires_at, \
                 coalesce(c.expires_at <= now(), false) AS expired \
          FROM user_coupons uc JOIN coupons c ON c.id = uc.coupon_id \
          WHERE uc.id = $1 \
          FOR UPDATE OF uc",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(id),
     )
-    .bind::<diesel::sql_types::BigInt, _>(id)
     .get_result(conn)
     .await
     .optional()
@@ -226,16 +228,18 @@ pub async fn lock_for_order(conn: &mut AsyncPgConnection, id: i64) -> QueryResul
 
 /// Marks user coupon `id` used by `order_id` if it is `AVAILABLE`; whether it was.
 pub async fn mark_used(conn: &mut AsyncPgConnection, id: i64, order_id: i64) -> QueryResult<bool> {
-    let updated = diesel::update(
-        user_coupons::table
-            .filter(user_coupons::id.eq(id))
-            .filter(user_coupons::status.eq(CouponStatus::Available)),
+    let updated = shared::db::cached(
+        diesel::update(
+            user_coupons::table
+                .filter(user_coupons::id.eq(id))
+                .filter(user_coupons::status.eq(CouponStatus::Available)),
+        )
+        .set((
+            user_coupons::status.eq(CouponStatus::Used),
+            user_coupons::order_id.eq(order_id),
+            user_coupons::used_at.eq(now),
+        )),
     )
-    .set((
-        user_coupons::status.eq(CouponStatus::Used),
-        user_coupons::order_id.eq(order_id),
-        user_coupons::used_at.eq(now),
-    ))
     .execute(conn)
     .await?;
     Ok(updated == 1)
@@ -243,17 +247,19 @@ pub async fn mark_used(conn: &mut AsyncPgConnection, id: i64, order_id: i64) -> 
 
 /// Makes user coupon `id` `AVAILABLE` again if `order_id` is the order using it; whether it was.
 pub async fn release(conn: &mut AsyncPgConnection, id: i64, order_id: i64) -> QueryResult<bool> {
-    let updated = diesel::update(
-        user_coupons::table
-            .filter(user_coupons::id.eq(id))
-            .filter(user_coupons::status.eq(CouponStatus::Used))
-            .filter(user_coupons::order_id.eq(order_id)),
+    let updated = shared::db::cached(
+        diesel::update(
+            user_coupons::table
+                .filter(user_coupons::id.eq(id))
+                .filter(user_coupons::status.eq(CouponStatus::Used))
+                .filter(user_coupons::order_id.eq(order_id)),
+        )
+        .set((
+            user_coupons::status.eq(CouponStatus::Available),
+            user_coupons::order_id.eq(None::<i64>),
+            user_coupons::used_at.eq(None::<DateTime<Utc>>),
+        )),
     )
-    .set((
-        user_coupons::status.eq(CouponStatus::Available),
-        user_coupons::order_id.eq(None::<i64>),
-        user_coupons::used_at.eq(None::<DateTime<Utc>>),
-    ))
     .execute(conn)
     .await?;
     Ok(updated == 1)

@@ -83,8 +83,12 @@ pub async fn build_with(
         pool,
         // Every saga event reaches the monitor, five per order: batching them is what keeps the
         // observer from costing as much as the saga. Safe: its only shared rows are keyed by
-        // saga, which batches lock in saga order.
-        Handlers::new().on_any(store::Record).batched(BATCH),
+        // saga, which batches lock in saga order. The event store is keyed by event id and
+        // skips an id it has, so it deduplicates without an inbox claim.
+        Handlers::new()
+            .on_any(store::Record)
+            .batched(BATCH)
+            .self_deduplicating(),
         routes,
     )?
     .with_task(move |shutdown| {

@@ -4,9 +4,8 @@
 use monitor_service::MonitorArgs;
 use monitor_service::admin::AdminSettings;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    shared::service::serve(
+fn main() -> anyhow::Result<()> {
+    shared::runtime::run(shared::service::serve(
         monitor_service::NAME,
         monitor_service::DEFAULT_PORT,
         env!("CARGO_PKG_VERSION"),
@@ -14,6 +13,5 @@ async fn main() -> anyhow::Result<()> {
             let admin = AdminSettings::from_args(args.admin, &settings.amqp);
             monitor_service::build_with(settings, admin, args.retention.retention).await
         },
-    )
-    .await
+    ))
 }

@@ -80,7 +80,7 @@ pub async fn advance(conn: &mut AsyncPgConnection, envelope: &Envelope) -> Query
     // Events may arrive out of order when they are not each other's cause (a cancellation
     // request can overtake the OrderCompleted before it): failed and cancelled are final, a
     // completed saga only moves on to cancelling, a cancelling one only to cancelled.
-    diesel::sql_query(
+    shared::db::cached(diesel::sql_query(
         "INSERT INTO sagas (saga_id, state, started_at, last_event_at, last_event_type) \
          VALUES ($1, $2, $3, $3, $4) \
          ON CONFLICT (saga_id) DO UPDATE SET \
@@ -95,7 +95,7 @@ pub async fn advance(conn: &mut AsyncPgConnection, envelope: &Envelope) -> Query
     .bind::<BigInt, _>(saga_id)
     .bind::<Text, _>(state)
     .bind::<Timestamptz, _>(envelope.occurred_at)
-    .bind::<Text, _>(&envelope.event_type)
+    .bind::<Text, _>(&envelope.event_type))
     .execute(conn)
     .await?;
 

@@ -22,7 +22,8 @@ diesel::table! {
     }
 }
 
-/// Appends every event it is given.
+/// Appends every event it is given, once: the insert keyed by event id is also the monitor's
+/// deduplication (its consumer makes no inbox claim), so the saga moves only on the first copy.
 pub struct Record;
 
 #[async_trait]

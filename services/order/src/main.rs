@@ -3,13 +3,11 @@
 
 use order_service::OrderArgs;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    shared::service::serve(
+fn main() -> anyhow::Result<()> {
+    shared::runtime::run(shared::service::serve(
         order_service::NAME,
         order_service::DEFAULT_PORT,
         env!("CARGO_PKG_VERSION"),
         async |settings, args: OrderArgs| order_service::build_with(settings, &args).await,
-    )
-    .await
+    ))
 }

@@ -167,19 +167,21 @@ pub async fn complete(
     discount: Decimal,
     paid: Decimal,
 ) -> QueryResult<Option<DateTime<Utc>>> {
-    let accepted_at: Option<DateTime<Utc>> = diesel::update(
-        orders::table
-            .find(id)
-            .filter(orders::status.eq(OrderStatus::Pending)),
+    let accepted_at: Option<DateTime<Utc>> = shared::db::cached(
+        diesel::update(
+            orders::table
+                .find(id)
+                .filter(orders::status.eq(OrderStatus::Pending)),
+        )
+        .set((
+            orders::status.eq(OrderStatus::Completed),
+            orders::total_amount.eq(total),
+            orders::discount_amount.eq(discount),
+            orders::paid_amount.eq(paid),
+            orders::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(orders::created_at),
     )
-    .set((
-        orders::status.eq(OrderStatus::Completed),
-        orders::total_amount.eq(total),
-        orders::discount_amount.eq(discount),
-        orders::paid_amount.eq(paid),
-        orders::updated_at.eq(diesel::dsl::now),
-    ))
-    .returning(orders::created_at)
     .get_result(conn)
     .await
     .optional()?;
@@ -187,12 +189,14 @@ pub async fn complete(
         return Ok(None);
     }
     for item in priced {
-        diesel::update(
-            order_items::table
-                .filter(order_items::order_id.eq(id))
-                .filter(order_items::product_id.eq(item.product_id)),
+        shared::db::cached(
+            diesel::update(
+                order_items::table
+                    .filter(order_items::order_id.eq(id))
+                    .filter(order_items::product_id.eq(item.product_id)),
+            )
+            .set(order_items::unit_price.eq(item.unit_price)),
         )
-        .set(order_items::unit_price.eq(item.unit_price))
         .execute(conn)
         .await?;
     }
@@ -206,18 +210,20 @@ pub async fn fail(
     id: i64,
     reason: &FailureReason,
 ) -> QueryResult<Option<DateTime<Utc>>> {
-    diesel::update(
-        orders::table
-            .find(id)
-            .filter(orders::status.eq(OrderStatus::Pending)),
+    shared::db::cached(
+        diesel::update(
+            orders::table
+                .find(id)
+                .filter(orders::status.eq(OrderStatus::Pending)),
+        )
+        .set((
+            orders::status.eq(OrderStatus::Failed),
+            orders::failure_code.eq(&reason.code),
+            orders::failure_reason.eq(&reason.message),
+            orders::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(orders::created_at),
     )
-    .set((
-        orders::status.eq(OrderStatus::Failed),
-        orders::failure_code.eq(&reason.code),
-        orders::failure_reason.eq(&reason.message),
-        orders::updated_at.eq(diesel::dsl::now),
-    ))
-    .returning(orders::created_at)
     .get_result(conn)
     .await
     .optional()
@@ -230,13 +236,15 @@ pub async fn transition(
     from: OrderStatus,
     to: OrderStatus,
 ) -> QueryResult<Option<DateTime<Utc>>> {
-    diesel::update(orders::table.find(id).filter(orders::status.eq(from)))
-        .set((
-            orders::status.eq(to),
-            orders::updated_at.eq(diesel::dsl::now),
-        ))
-        .returning(orders::created_at)
-        .get_result(conn)
-        .await
-        .optional()
+    shared::db::cached(
+        diesel::update(orders::table.find(id).filter(orders::status.eq(from)))
+            .set((
+                orders::status.eq(to),
+                orders::updated_at.eq(diesel::dsl::now),
+            ))
+            .returning(orders::created_at),
+    )
+    .get_result(conn)
+    .await
+    .optional()
 }

@@ -3,13 +3,11 @@
 
 use shared::service::NoOptions;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    shared::service::serve(
+fn main() -> anyhow::Result<()> {
+    shared::runtime::run(shared::service::serve(
         product_service::NAME,
         product_service::DEFAULT_PORT,
         env!("CARGO_PKG_VERSION"),
         async |settings, _: NoOptions| product_service::build(settings).await,
-    )
-    .await
+    ))
 }

@@ -102,17 +102,19 @@ pub async fn change_stock(
     delta: i32,
     ceiling: i32,
 ) -> QueryResult<Option<Product>> {
-    diesel::update(
-        products::table
-            .filter(products::id.eq(id))
-            .filter(products::stock.ge(delta.saturating_neg()))
-            .filter(products::stock.le(ceiling.saturating_sub(delta))),
+    shared::db::cached(
+        diesel::update(
+            products::table
+                .filter(products::id.eq(id))
+                .filter(products::stock.ge(delta.saturating_neg()))
+                .filter(products::stock.le(ceiling.saturating_sub(delta))),
+        )
+        .set((
+            products::stock.eq(products::stock + delta),
+            products::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(Product::as_returning()),
     )
-    .set((
-        products::stock.eq(products::stock + delta),
-        products::updated_at.eq(diesel::dsl::now),
-    ))
-    .returning(Product::as_returning())
     .get_result(conn)
     .await
     .optional()

@@ -93,6 +93,8 @@ pub struct Handlers {
     batch: usize,
     /// What a batch is sorted by: the key of the shared rows its handlers lock.
     batch_key: Option<fn(&Envelope) -> i64>,
+    /// The handlers' own write deduplicates, so no inbox claim is made.
+    self_deduplicating: bool,
 }
 
 impl std::fmt::Debug for Handlers {
@@ -157,6 +159,23 @@ impl Handlers {
         self.batch = max;
         self.batch_key = Some(key);
         self
+    }
+
+    /// Declares that every handler's first write is keyed by the event id and does nothing for
+    /// an id already written (`INSERT .. ON CONFLICT DO NOTHING` on the event id, as the
+    /// monitor's event store does): that write is the claim, and the runtime makes no inbox
+    /// claim of its own, one insert and one cleanup delete fewer per message. A redelivered
+    /// message then counts as processed in `consumer_messages_total`; the handler's own
+    /// figures tell what it applied. Wrong for any handler that changes state before (or
+    /// besides) such a write: a redelivery would change it twice.
+    pub fn self_deduplicating(mut self) -> Self {
+        self.self_deduplicating = true;
+        self
+    }
+
+    /// Whether the runtime claims each message in the inbox before its handler runs.
+    pub(crate) fn claims_in_inbox(&self) -> bool {
+        !self.self_deduplicating
     }
 
     pub(crate) fn batch_size(&self) -> usize {

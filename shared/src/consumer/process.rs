@@ -190,15 +190,17 @@ async fn transact(ctx: &Context, batch: &[Ready]) -> Result<Vec<Disposition>, Ha
             {
                 let (id, event_type) = (envelope.event_id, envelope.event_type.as_str());
                 let handled = async {
-                    Ok::<_, HandlerError>(
-                        match inbox::claim(tx, consumer, id, event_type).await? {
-                            Claim::Duplicate => Disposition::Duplicate,
-                            Claim::First => {
-                                handler.handle(tx, envelope).await?;
-                                Disposition::Processed
-                            }
-                        },
-                    )
+                    let claim = match ctx.handlers.claims_in_inbox() {
+                        true => inbox::claim(tx, consumer, id, event_type).await?,
+                        false => Claim::First,
+                    };
+                    Ok::<_, HandlerError>(match claim {
+                        Claim::Duplicate => Disposition::Duplicate,
+                        Claim::First => {
+                            handler.handle(tx, envelope).await?;
+                            Disposition::Processed
+                        }
+                    })
                 };
                 dispositions.push(handled.instrument(span.clone()).await?);
             }
