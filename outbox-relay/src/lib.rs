@@ -28,18 +28,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use shared::config::{DatabaseSettings, PoolSettings};
-use shared::db::{build_pool_with, redact};
+use shared::db::{build_pool, redact};
 use shared::shutdown::Shutdown;
 use tokio::task::JoinSet;
-
-/// The relay's sessions commit without waiting for the WAL flush. What a crash of the database
-/// can then lose is the last few hundred milliseconds of the relay's own writes: rows marked or
-/// deleted as published become unpublished again and are published a second time, which the
-/// consumers' inboxes absorb, exactly as when the relay itself is killed between the confirm
-/// and its commit. A retry time lost the same way only makes a row due earlier. No service's
-/// state depends on these commits, and each one no longer waits for an fsync with the claimed
-/// batch's saga rows held back behind it (outbox-relay/tests/relay/faults.rs, "a database crash").
-pub const NON_DURABLE_COMMITS: &str = "-c synchronous_commit=off";
 
 pub use config::RelaySettings;
 
@@ -60,18 +51,14 @@ pub async fn run(settings: RelaySettings, shutdown: Shutdown) -> anyhow::Result<
     for (index, url) in settings.database_urls.iter().enumerate() {
         let (_, name) = shared::db::split_database_url(url)?;
         // A claimer holds its connection for a whole batch; the cleanup and the backlog gauge
-        // run seconds apart and take turns on one more. None of the relay's writes needs to
-        // be durable at commit (see [`NON_DURABLE_COMMITS`]).
-        let pool = build_pool_with(
-            &DatabaseSettings::new(
-                url.clone(),
-                &PoolSettings {
-                    pool_size: settings.claimers + 1,
-                    pool_timeout: settings.db_timeout,
-                },
-            ),
-            NON_DURABLE_COMMITS,
-        )
+        // run seconds apart and take turns on one more.
+        let pool = build_pool(&DatabaseSettings::new(
+            url.clone(),
+            &PoolSettings {
+                pool_size: settings.claimers + 1,
+                pool_timeout: settings.db_timeout,
+            },
+        ))
         .with_context(|| format!("pool for {}", redact(url)))?;
         let listen_url = settings.listen_urls.get(index).unwrap_or(url).clone();
         metrics::register(&name);

@@ -11,7 +11,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use diesel_async::AsyncConnection;
+use diesel_async::AnsiTransactionManager;
+use diesel_async::AsyncPgConnection;
+use diesel_async::TransactionManager;
 use shared::amqp::Topology;
 use shared::amqp::publish::Outcome;
 use shared::backoff::Backoff;
@@ -176,7 +178,8 @@ async fn drain(
     }
 }
 
-/// One transaction: claim, publish, confirm, mark.
+/// One transaction: claim, publish, confirm, mark. It commits without waiting for its WAL
+/// flush ([`store::NON_DURABLE_BEGIN`]).
 pub async fn relay_batch(
     target: &Target,
     settings: &RelaySettings,
@@ -185,53 +188,20 @@ pub async fn relay_batch(
     let started = Instant::now();
     let notified = target.notified.load(std::sync::atomic::Ordering::SeqCst);
     let mut conn = target.pool.get().await?;
-    let report = conn
-        .transaction(async |tx| -> anyhow::Result<BatchReport> {
-            let store::Claim { rows, followed } = store::claim(tx, settings.batch_size).await?;
-            if rows.is_empty() {
-                return Ok(BatchReport::default());
-            }
-            let publish_started = Instant::now();
-            let outcomes = publisher.publish(&rows).await;
-            metrics::histogram!("relay_confirm_seconds", SERVICE => NAME, "database" => target.name.clone())
-                .record(publish_started.elapsed().as_secs_f64());
-
-            let mut report = BatchReport {
-                claimed: rows.len(),
-                ..BatchReport::default()
-            };
-            let mut confirmed = Vec::with_capacity(rows.len());
-            for (row, outcome) in rows.iter().zip(&outcomes) {
-                match outcome {
-                    Outcome::Confirmed => confirmed.push(row.id),
-                    Outcome::Rejected(reason) => {
-                        report.rejected += 1;
-                        let attempt = u32::try_from(row.attempts).unwrap_or(0);
-                        let retry_in = Duration::from_millis(500)
-                            .saturating_mul(2u32.saturating_pow(attempt.min(10)))
-                            .min(Duration::from_secs(300));
-                        tracing::warn!(database = %target.name, event_id = %row.event_id,
-                            routing_key = %row.routing_key, %reason, ?retry_in, "publish rejected");
-                        store::mark_failed(tx, row.id, reason, retry_in).await?;
-                    }
-                    Outcome::Unknown(_) => report.unknown += 1,
-                }
-            }
-            if settings.crash_after_confirm && !confirmed.is_empty() {
-                tracing::error!("OUTBOX_RELAY_CRASH_AFTER_CONFIRM: exiting before marking");
-                std::process::exit(86);
-            }
-            report.published = if settings.retention.is_zero() {
-                store::delete_published(tx, &confirmed).await?
-            } else {
-                store::mark_published(tx, &confirmed).await?
-            };
-            report.followed = followed;
-            report.saga_published =
-                rows.iter().any(|row| row.saga_id.is_some()) && !confirmed.is_empty();
-            Ok(report)
-        })
-        .await?;
+    let conn: &mut AsyncPgConnection = &mut conn;
+    AnsiTransactionManager::begin_transaction_sql(conn, store::NON_DURABLE_BEGIN).await?;
+    let report = match settle(conn, target, settings, publisher).await {
+        Ok(report) => {
+            AnsiTransactionManager::commit_transaction(conn).await?;
+            report
+        }
+        Err(err) => {
+            // The error says what went wrong; a failed rollback only adds that the connection
+            // is broken, which the pool finds out by itself.
+            let _ = AnsiTransactionManager::rollback_transaction(conn).await;
+            return Err(err);
+        }
+    };
     // Read after the commit: a row notified later finds this batch published when its claimer
     // looks; one notified before may have been skipped by that claimer, so look again here.
     let notified_since = target.notified.load(std::sync::atomic::Ordering::SeqCst) != notified;
@@ -247,5 +217,57 @@ pub async fn relay_batch(
             .record(started.elapsed().as_secs_f64());
         tracing::debug!(database = %target.name, ?report, "batch relayed");
     }
+    Ok(report)
+}
+
+/// Inside the batch's transaction: claims, publishes, awaits the confirms, retires what was
+/// confirmed and records what was refused.
+async fn settle(
+    tx: &mut AsyncPgConnection,
+    target: &Target,
+    settings: &RelaySettings,
+    publisher: &Publisher,
+) -> anyhow::Result<BatchReport> {
+    let store::Claim { rows, followed } = store::claim(tx, settings.batch_size).await?;
+    if rows.is_empty() {
+        return Ok(BatchReport::default());
+    }
+    let publish_started = Instant::now();
+    let outcomes = publisher.publish(&rows).await;
+    metrics::histogram!("relay_confirm_seconds", SERVICE => NAME, "database" => target.name.clone())
+        .record(publish_started.elapsed().as_secs_f64());
+
+    let mut report = BatchReport {
+        claimed: rows.len(),
+        ..BatchReport::default()
+    };
+    let mut confirmed = Vec::with_capacity(rows.len());
+    for (row, outcome) in rows.iter().zip(&outcomes) {
+        match outcome {
+            Outcome::Confirmed => confirmed.push(row.id),
+            Outcome::Rejected(reason) => {
+                report.rejected += 1;
+                let attempt = u32::try_from(row.attempts).unwrap_or(0);
+                let retry_in = Duration::from_millis(500)
+                    .saturating_mul(2u32.saturating_pow(attempt.min(10)))
+                    .min(Duration::from_secs(300));
+                tracing::warn!(database = %target.name, event_id = %row.event_id,
+                    routing_key = %row.routing_key, %reason, ?retry_in, "publish rejected");
+                store::mark_failed(tx, row.id, reason, retry_in).await?;
+            }
+            Outcome::Unknown(_) => report.unknown += 1,
+        }
+    }
+    if settings.crash_after_confirm && !confirmed.is_empty() {
+        tracing::error!("OUTBOX_RELAY_CRASH_AFTER_CONFIRM: exiting before marking");
+        std::process::exit(86);
+    }
+    report.published = if settings.retention.is_zero() {
+        store::delete_published(tx, &confirmed).await?
+    } else {
+        store::mark_published(tx, &confirmed).await?
+    };
+    report.followed = followed;
+    report.saga_published = rows.iter().any(|row| row.saga_id.is_some()) && !confirmed.is_empty();
     Ok(report)
 }

@@ -20,22 +20,7 @@ use super::tls::{self, SslMode};
 ///
 /// Errors never contain the password (nor the URL: callers name it with [`super::redact`]).
 pub async fn connect(url: &str) -> ConnectionResult<AsyncPgConnection> {
-    connect_with(url, "").await
-}
-
-/// Like [`connect`], with `settings` (`-c name=value ...`, as libpq's `options`) added to the
-/// session's startup options after any the URL gives: they hold for every transaction of the
-/// session at no round trip.
-pub async fn connect_with(url: &str, settings: &str) -> ConnectionResult<AsyncPgConnection> {
-    let mut target = Target::parse(url, &Defaults::from_env())?;
-    if !settings.is_empty() {
-        let options = match target.config.get_options() {
-            Some(given) if !given.is_empty() => format!("{given} {settings}"),
-            _ => settings.to_owned(),
-        };
-        target.config.options(options);
-    }
-    target.connect().await
+    Target::parse(url, &Defaults::from_env())?.connect().await
 }
 
 /// The values `PGSSLMODE` and `PGSSLROOTCERT` give, for what a URL leaves out.

@@ -20,7 +20,7 @@ use futures_util::FutureExt;
 use crate::config::DatabaseSettings;
 
 pub use cached::{Cached, cached};
-pub use connect::{connect, connect_with};
+pub use connect::connect;
 
 pub type PgPool = Pool<AsyncPgConnection>;
 pub type PoolError = diesel_async::pooled_connection::deadpool::PoolError;
@@ -38,18 +38,9 @@ pub const OUTBOX_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migratio
 /// and one that died idle fails its first statement, which every caller already handles as a
 /// transient error (the consumer retries, HTTP answers 503, the relay backs off).
 pub fn build_pool(settings: &DatabaseSettings) -> anyhow::Result<PgPool> {
-    build_pool_with(settings, "")
-}
-
-/// Like [`build_pool`], every connection opened with the session `settings` of
-/// [`connect_with`].
-pub fn build_pool_with(
-    settings: &DatabaseSettings,
-    session: &'static str,
-) -> anyhow::Result<PgPool> {
     let mut config = ManagerConfig::default();
     config.recycling_method = RecyclingMethod::Fast;
-    config.custom_setup = Box::new(move |url| connect_with(url, session).boxed());
+    config.custom_setup = Box::new(|url| connect(url).boxed());
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
         settings.url.clone(),
         config,
