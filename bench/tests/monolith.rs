@@ -4,6 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "monolith/command_line.rs"]
+mod command_line;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};

@@ -25,7 +25,7 @@ use testkit::TestDb;
 use testkit::clients::OrderClient;
 
 /// Sagas in the run; each completes, then is cancelled.
-const SAGAS: usize = 800;
+const SAGAS: usize = 1_200;
 /// Sagas in flight at once.
 const IN_FLIGHT: usize = 48;
 const USERS: usize = 100;

@@ -1,9 +1,12 @@
 //! Starting services the way a deployment does: several replicas at the same moment on a
 //! database that does not exist yet, and a service whose database an administrator created for
-//! a role that may not create databases.
+//! a role that may not create databases; and `sagactl`'s own command line
+//! (`startup/command_line.rs`).
 
 #![allow(clippy::unwrap_used)] // a panic is the failure report
 
+#[path = "startup/command_line.rs"]
+mod command_line;
 mod system;
 
 use diesel_async::RunQueryDsl;

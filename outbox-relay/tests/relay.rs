@@ -3,6 +3,8 @@
 //! broker connection, killed database sessions, unroutable messages.
 
 // The tests live in `tests/relay/` (no `main.rs` there, so cargo builds no second target).
+#[path = "relay/command_line.rs"]
+mod command_line;
 #[path = "relay/faults.rs"]
 mod faults;
 #[path = "relay/lifecycle.rs"]

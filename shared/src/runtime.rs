@@ -4,7 +4,7 @@
 //! service's work is waiting on PostgreSQL and RabbitMQ; a second worker only moved its tasks
 //! between threads, and on a 2-core machine shared with the database and the broker those
 //! moves (futex wake-ups, context switches) were a fifth of the services' CPU and added to every
-//! hop's latency (bench/results/saga-2026-12-06.md, "Runtime threads"). Scale a service with
+//! hop's latency (bench/results/saga-levers-2026-12-06.md, lever 4). Scale a service with
 //! instances; give a process that has cores of its own more threads.
 
 use std::future::Future;

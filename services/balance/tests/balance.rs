@@ -3,6 +3,12 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+#[path = "balance/command_line.rs"]
+mod command_line;
+#[path = "balance/inbox_window.rs"]
+mod inbox_window;
+#[path = "balance/otlp.rs"]
+mod otlp;
 #[path = "balance/timeout.rs"]
 mod timeout;
 

@@ -7,6 +7,9 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+#[path = "coupon/command_line.rs"]
+mod command_line;
+
 // The modules live in `tests/coupon/` (no `main.rs` there, so cargo builds no second target).
 #[path = "coupon/http.rs"]
 mod http;

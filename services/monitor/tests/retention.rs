@@ -1,11 +1,13 @@
 //! The event store: its retention (`MONITOR_RETENTION`: off by default; when set, ended sagas
 //! idle past it are deleted with their events, in batches, and everything else is kept), and
-//! its deduplication (`store/dedup.rs`).
+//! its deduplication (`store/dedup.rs`); and the binary's command line (`store/command_line.rs`).
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
-// More tests of the store live in `tests/store/` (no `main.rs` there, so cargo builds no
+// The other tests of this binary live in `tests/store/` (no `main.rs` there, so cargo builds no
 // second target).
+#[path = "store/command_line.rs"]
+mod command_line;
 #[path = "store/dedup.rs"]
 mod dedup;
 

@@ -5,6 +5,9 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+#[path = "order/command_line.rs"]
+mod command_line;
+
 use std::time::Duration;
 
 use diesel::sql_types::BigInt;

@@ -3,6 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
+#[path = "product/command_line.rs"]
+mod command_line;
+
 // The tests live in `tests/product/` (no `main.rs` there, so cargo builds no second target).
 #[path = "product/http.rs"]
 mod http;

@@ -12,9 +12,10 @@ use super::Source;
 pub const READY: &str = "/ready";
 pub const HEALTH: &str = "/health";
 
-/// Variables read outside the command line (`shared::telemetry`): the log format and filter, and
-/// the standard OpenTelemetry ones.
-const TELEMETRY: [&str; 2] = ["LOG_FORMAT", "RUST_LOG"];
+/// Variables read outside the command line: the log format and filter, and the standard
+/// OpenTelemetry ones (`shared::telemetry`), and the runtime's threads (`shared::runtime`, read
+/// before the command line is).
+const TELEMETRY: [&str; 3] = ["LOG_FORMAT", "RUST_LOG", shared::runtime::WORKER_THREADS];
 const TELEMETRY_PREFIX: &str = "OTEL_";
 
 /// A binary a Deployment may run, as its `main` builds its command line.
