@@ -66,18 +66,7 @@ impl PrivatePostgres {
     /// Kills every server process with SIGKILL, as a power cut would short of the disk: no
     /// checkpoint, no WAL flush. [`up`](Self::up) then starts it with crash recovery.
     pub fn crash(&self) {
-        let postmaster = self.postmaster();
-        // The postmaster first: killed later, it would see its children die and start new ones.
-        let mut all = vec![postmaster];
-        all.extend(children(postmaster));
-        for pid in &all {
-            // A child may be gone already: it exits once it sees the postmaster die.
-            if alive(*pid) {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-            }
-        }
+        let all = kill_server(self.postmaster());
         // Gone, shared memory detached, before a start may look at what they left.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         while all.iter().any(|pid| alive(*pid)) {
@@ -160,13 +149,7 @@ impl Drop for PrivatePostgres {
             .ok()
             .and_then(|text| text.lines().next()?.trim().parse::<u32>().ok());
         if let Some(postmaster) = pid {
-            let mut all = vec![postmaster];
-            all.extend(children(postmaster));
-            for pid in all {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-            }
+            kill_server(postmaster);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -198,6 +181,22 @@ fn as_postgres_owner(dir: &Path) {
         .status()
         .expect("run chown");
     assert!(status.success(), "chown postgres {}", dir.display());
+}
+
+/// SIGKILLs `postmaster` and its children; returns every pid it aimed at. The postmaster
+/// first: killed later, it would see its children die and start new ones. A child may be gone
+/// already (it exits once it sees the postmaster die), so failures are ignored.
+fn kill_server(postmaster: u32) -> Vec<u32> {
+    let mut all = vec![postmaster];
+    all.extend(children(postmaster));
+    for pid in &all {
+        if alive(*pid) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+    all
 }
 
 /// The processes whose parent is `parent`.

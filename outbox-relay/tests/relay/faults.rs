@@ -33,18 +33,7 @@ async fn a_relay_killed_between_confirm_and_mark_republishes_and_the_inbox_appli
     })
     .await;
 
-    let running = RunningConsumer::start(
-        "pings",
-        &amqp.settings(),
-        &db,
-        fast_consumer_settings(),
-        Handlers::new().on::<Ping>(Recorder::default()),
-    );
-    eventually_async(DEADLINE, "the queue drained", || async {
-        (amqp.consumer_depth("pings").await == 0 && effect_count(&db).await == 5).then_some(())
-    })
-    .await;
-    running.stop().await;
+    consume_until_drained(&amqp, &db, 5).await;
     relay.stop().await;
     assert_eq!(effect_count(&db).await, 5, "ten deliveries, five effects");
     assert_eq!(double_effects(&db).await, 0);
@@ -206,19 +195,7 @@ async fn a_database_crash_after_the_relay_committed_republishes_and_the_inbox_ap
         (depth == 200 + u32::try_from(taken_back).unwrap()).then_some(())
     })
     .await;
-    let running = RunningConsumer::start(
-        "pings",
-        &amqp.settings(),
-        &consumer_db,
-        fast_consumer_settings(),
-        Handlers::new().on::<Ping>(Recorder::default()),
-    );
-    eventually_async(DEADLINE, "the queue drained", || async {
-        (amqp.consumer_depth("pings").await == 0 && effect_count(&consumer_db).await == 200)
-            .then_some(())
-    })
-    .await;
-    running.stop().await;
+    consume_until_drained(&amqp, &consumer_db, 200).await;
     relay.stop().await;
     assert_eq!(
         effect_count(&consumer_db).await,
@@ -228,4 +205,20 @@ async fn a_database_crash_after_the_relay_committed_republishes_and_the_inbox_ap
     assert_eq!(double_effects(&consumer_db).await, 0);
     let dead = amqp.topology.dead_letter_queue("pings");
     assert_eq!(amqp.depth(&dead).await, 0);
+}
+
+/// Runs the pings consumer on `db` until its queue is empty and `effects` pings applied.
+async fn consume_until_drained(amqp: &TestAmqp, db: &TestDb, effects: i64) {
+    let running = RunningConsumer::start(
+        "pings",
+        &amqp.settings(),
+        db,
+        fast_consumer_settings(),
+        Handlers::new().on::<Ping>(Recorder::default()),
+    );
+    eventually_async(DEADLINE, "the queue drained", || async {
+        (amqp.consumer_depth("pings").await == 0 && effect_count(db).await == effects).then_some(())
+    })
+    .await;
+    running.stop().await;
 }
