@@ -1,9 +1,12 @@
 //! Several broker nodes in one `AMQP_URL`: the one connect function reaches a live node when
 //! another is dead, and says which nodes it tried when none answers. The dead node is a port
 //! nobody listens on; the live one is the machine's broker (`AMQP_URL`). The failover of a real
-//! three-node cluster under load is `cli/tests/cluster.rs`.
+//! three-node cluster under load is `cli/tests/cluster.rs`. Publishing a batch: `publishing`.
 
 #![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+#[path = "amqp_nodes/publishing.rs"]
+mod publishing;
 
 use std::net::TcpListener;
 

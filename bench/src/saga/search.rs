@@ -89,6 +89,7 @@ pub async fn measure(system: &mut System, params: &SagaParams) -> anyhow::Result
         .await?;
 
     let (probes, best) = session.search().await?;
+    session.system.vacuum().await?;
     let low = session.probe(params.low_rate, params.latency_run).await?;
     let high = match &best {
         Some(max) => {

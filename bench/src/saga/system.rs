@@ -256,6 +256,19 @@ impl System {
         Ok(())
     }
 
+    /// `VACUUM ANALYZE` of every database of the system. The search's overload steps leave
+    /// dead rows behind (the relay deletes every published outbox row); a server with
+    /// autovacuum off, as the development machine's, would keep them under the latency runs,
+    /// which then measure that server's housekeeping rather than the system.
+    pub async fn vacuum(&self) -> anyhow::Result<()> {
+        use diesel_async::SimpleAsyncConnection;
+        for name in &self.databases {
+            let mut conn = self.params.common.server.database(name).connect().await?;
+            conn.batch_execute("VACUUM ANALYZE").await?;
+        }
+        Ok(())
+    }
+
     /// Outbox rows not yet published, over the service databases (0 for the monolith).
     pub async fn unpublished(&self) -> anyhow::Result<i64> {
         if self.kind == Kind::Monolith {
