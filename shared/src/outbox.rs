@@ -108,13 +108,13 @@ pub async fn enqueue(
             })
         })
         .collect::<QueryResult<Vec<_>>>()?;
-    // One row is the usual case (one event per step). Inserted as a single row, the statement is
-    // prepared once per connection; diesel never caches a multi-row insert, whose text depends
-    // on the row count, so PostgreSQL would parse and plan it for every event.
+    // One row is the usual case (one event per step): kept prepared on the connection. diesel
+    // caches no insert with an optional column (its text depends on which are set: here two
+    // forms, with and without a saga), nor a multi-row one (its text depends on the row count),
+    // so PostgreSQL would parse and plan it for every event.
     match rows.as_slice() {
         [row] => {
-            diesel::insert_into(outbox::table)
-                .values(row)
+            crate::db::cached(diesel::insert_into(outbox::table).values(row))
                 .execute(conn)
                 .await?
         }

@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Integer, Numeric};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 use shared::events::{FailureReason, PricedItem};
@@ -77,21 +78,25 @@ pub async fn insert(
         .returning(orders::id)
         .get_result(conn)
         .await?;
-    let lines: Vec<_> = order
+    // One statement text whatever the number of lines, so it stays prepared: a multi-row
+    // `INSERT` would be parsed and planned again for every order.
+    let (products, quantities): (Vec<i64>, Vec<i32>) = order
         .items
         .iter()
-        .map(|line| {
-            (
-                order_items::order_id.eq(id),
-                order_items::product_id.eq(line.product_id),
-                order_items::quantity.eq(line.quantity),
-            )
-        })
-        .collect();
-    diesel::insert_into(order_items::table)
-        .values(&lines)
-        .execute(conn)
-        .await?;
+        .map(|line| (line.product_id, line.quantity))
+        .unzip();
+    shared::db::cached(
+        diesel::sql_query(
+            "INSERT INTO order_items (order_id, product_id, quantity) \
+             SELECT $1, line.product_id, line.quantity \
+             FROM unnest($2::bigint[], $3::int[]) AS line (product_id, quantity)",
+        )
+        .bind::<BigInt, _>(id)
+        .bind::<Array<BigInt>, _>(products)
+        .bind::<Array<Integer>, _>(quantities),
+    )
+    .execute(conn)
+    .await?;
     Ok(id)
 }
 
@@ -188,18 +193,23 @@ pub async fn complete(
     if accepted_at.is_none() {
         return Ok(None);
     }
-    for item in priced {
-        shared::db::cached(
-            diesel::update(
-                order_items::table
-                    .filter(order_items::order_id.eq(id))
-                    .filter(order_items::product_id.eq(item.product_id)),
-            )
-            .set(order_items::unit_price.eq(item.unit_price)),
+    // Every line's price in one statement (a line's product appears once in an order).
+    let (products, prices): (Vec<i64>, Vec<Decimal>) = priced
+        .iter()
+        .map(|item| (item.product_id, item.unit_price))
+        .unzip();
+    shared::db::cached(
+        diesel::sql_query(
+            "UPDATE order_items SET unit_price = priced.unit_price \
+             FROM unnest($2::bigint[], $3::numeric[]) AS priced (product_id, unit_price) \
+             WHERE order_items.order_id = $1 AND order_items.product_id = priced.product_id",
         )
-        .execute(conn)
-        .await?;
-    }
+        .bind::<BigInt, _>(id)
+        .bind::<Array<BigInt>, _>(products)
+        .bind::<Array<Numeric>, _>(prices),
+    )
+    .execute(conn)
+    .await?;
     Ok(accepted_at)
 }
 

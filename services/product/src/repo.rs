@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Integer, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 
@@ -122,31 +123,74 @@ pub async fn change_stock(
 
 /// Takes `wanted` (product id → quantity) from the stock of products the caller has locked, with
 /// a RESERVE movement for `order_id` each. `Ok(Err(product_id))` names a product whose stock
-/// did not cover its quantity; the caller must roll back, as the earlier products were taken.
+/// did not cover its quantity; the caller must roll back, as the other products were taken.
 pub async fn reserve(
     conn: &mut AsyncPgConnection,
     order_id: i64,
     wanted: &std::collections::BTreeMap<i64, i64>,
 ) -> QueryResult<Result<(), i64>> {
+    let mut changes = Vec::with_capacity(wanted.len());
     for (&product_id, &quantity) in wanted {
         let Ok(quantity) = i32::try_from(quantity) else {
             return Ok(Err(product_id));
         };
-        let delta = quantity.saturating_neg();
-        let Some(after) = change_stock(conn, product_id, delta, i32::MAX).await? else {
-            return Ok(Err(product_id));
-        };
-        record(
-            conn,
-            product_id,
-            Some(order_id),
-            RESERVE,
-            delta,
-            after.stock,
-        )
-        .await?;
+        changes.push((product_id, quantity.saturating_neg()));
     }
-    Ok(Ok(()))
+    move_stock(conn, order_id, RESERVE, &changes).await
+}
+
+/// Adds each change's delta (either sign) to its product's stock, keeping it within
+/// `0..=i32::MAX`, with a movement of `kind` for `order_id` each: one statement, whatever the
+/// number of products, so a step costs one round trip for them all. `Ok(Err(product_id))`
+/// names the first product, in the order given, that does not exist or whose bounds refused;
+/// the caller must roll back, as the others were changed. The bounds are computed here, so
+/// the database never evaluates an overflowing sum.
+pub async fn move_stock(
+    conn: &mut AsyncPgConnection,
+    order_id: i64,
+    kind: &str,
+    changes: &[(i64, i32)],
+) -> QueryResult<Result<(), i64>> {
+    let products: Vec<i64> = changes.iter().map(|(id, _)| *id).collect();
+    let deltas: Vec<i32> = changes.iter().map(|(_, delta)| *delta).collect();
+    let floors: Vec<i32> = deltas.iter().map(|delta| delta.saturating_neg()).collect();
+    let ceilings: Vec<i32> = deltas
+        .iter()
+        .map(|delta| i32::MAX.saturating_sub(*delta))
+        .collect();
+    let moved: Vec<Moved> = shared::db::cached(
+        diesel::sql_query(
+            "WITH change AS (SELECT * FROM unnest($1::bigint[], $2::int[], $3::int[], $4::int[]) \
+                 AS change (product_id, delta, floor, ceiling)), \
+             changed AS (UPDATE products \
+                 SET stock = products.stock + change.delta, updated_at = CURRENT_TIMESTAMP \
+                 FROM change WHERE products.id = change.product_id \
+                 AND products.stock >= change.floor AND products.stock <= change.ceiling \
+                 RETURNING products.id, products.stock, change.delta) \
+             INSERT INTO stock_movements (product_id, order_id, kind, delta, stock_after) \
+             SELECT id, $5, $6, delta, stock FROM changed ORDER BY id \
+             RETURNING product_id",
+        )
+        .bind::<Array<BigInt>, _>(products)
+        .bind::<Array<Integer>, _>(deltas)
+        .bind::<Array<Integer>, _>(floors)
+        .bind::<Array<Integer>, _>(ceilings)
+        .bind::<BigInt, _>(order_id)
+        .bind::<Text, _>(kind),
+    )
+    .load(conn)
+    .await?;
+    let moved: std::collections::HashSet<i64> = moved.into_iter().map(|m| m.product_id).collect();
+    Ok(match changes.iter().find(|(id, _)| !moved.contains(id)) {
+        Some((refused, _)) => Err(*refused),
+        None => Ok(()),
+    })
+}
+
+#[derive(QueryableByName)]
+struct Moved {
+    #[diesel(sql_type = BigInt)]
+    product_id: i64,
 }
 
 /// Records one movement.

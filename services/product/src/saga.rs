@@ -253,26 +253,14 @@ async fn undo(conn: &mut AsyncPgConnection, order_id: i64) -> Result<Undo, Handl
     {
         return Ok(Undo::AlreadyRestored);
     }
-    // In product id order, the order of the locks.
-    for movement in &reserved {
-        let delta = movement.delta.saturating_neg();
-        let after = repo::change_stock(conn, movement.product_id, delta, i32::MAX)
-            .await?
-            .ok_or_else(|| {
-                HandlerError::permanent(anyhow::anyhow!(
-                    "restoring {delta} to product {} would overflow its stock",
-                    movement.product_id
-                ))
-            })?;
-        repo::record(
-            conn,
-            movement.product_id,
-            Some(order_id),
-            repo::RESTORE,
-            delta,
-            after.stock,
-        )
-        .await?;
+    let changes: Vec<(i64, i32)> = reserved
+        .iter()
+        .map(|movement| (movement.product_id, movement.delta.saturating_neg()))
+        .collect();
+    if let Err(product_id) = repo::move_stock(conn, order_id, repo::RESTORE, &changes).await? {
+        return Err(HandlerError::permanent(anyhow::anyhow!(
+            "restoring the stock of product {product_id} would overflow it"
+        )));
     }
     Ok(Undo::Restored)
 }

@@ -57,3 +57,46 @@ async fn a_cached_statement_is_prepared_once_per_connection_and_kept() {
     }
     assert_eq!(prepared_updates(&mut conn).await, 1, "one statement, kept");
 }
+
+/// Statements kept prepared on `conn` whose text starts with `prefix`.
+async fn prepared(conn: &mut diesel_async::AsyncPgConnection, prefix: &str) -> i64 {
+    diesel::sql_query(
+        "SELECT count(*) AS count FROM pg_prepared_statements WHERE starts_with(statement, $1)",
+    )
+    .bind::<diesel::sql_types::Text, _>(prefix)
+    .get_result::<Count>(conn)
+    .await
+    .unwrap()
+    .count
+}
+
+/// Every event of a saga step goes through one outbox insert: it must stay prepared, one
+/// statement for events with a saga and one for those without, however many are written.
+#[tokio::test]
+async fn the_outbox_insert_of_one_event_stays_prepared() {
+    use shared::envelope::Envelope;
+    use shared::outbox::{OutboxMessage, enqueue};
+    use testkit::effects::Ping;
+
+    let db = TestDb::new().await;
+    let mut conn = db.connect().await;
+    let keys = testkit::keys::dev(Some("order"));
+    for n in 0..6 {
+        let saga = (n % 2 == 0).then_some(n);
+        let envelope = Envelope::new(&Ping { n }, saga).unwrap();
+        enqueue(&mut conn, &keys, &[OutboxMessage::of::<Ping>(envelope)])
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        shared::outbox::unpublished(&mut conn, std::time::Duration::ZERO)
+            .await
+            .unwrap(),
+        6
+    );
+    assert_eq!(
+        prepared(&mut conn, "INSERT INTO \"outbox\"").await,
+        2,
+        "one prepared insert with a saga id, one without"
+    );
+}
