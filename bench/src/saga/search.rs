@@ -172,6 +172,7 @@ impl Session<'_> {
             .await?;
         let queued_at_end = queued?.0;
         self.system.check_alive()?;
+        self.system.wait_until_drained(self.params.give_up).await?;
         let bound_secs = self.params.bound_secs;
         let mut figures = Figures::of(&run, bound_secs);
         // Five events per saga reach the monitor; allow as many queued as the client may have

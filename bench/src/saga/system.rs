@@ -269,6 +269,24 @@ impl System {
         Ok(())
     }
 
+    /// Waits, at most `limit`, until no message waits in the consumers' queues: the monitor
+    /// can trail the sagas by thousands of events after an overloaded window, and the next
+    /// window would pay for them.
+    pub async fn wait_until_drained(&self, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let (waiting, _) = self.queued().await?;
+            if waiting == 0 {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{waiting} messages still queued {limit:?} after the window"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// Outbox rows not yet published, over the service databases (0 for the monolith).
     pub async fn unpublished(&self) -> anyhow::Result<i64> {
         if self.kind == Kind::Monolith {
