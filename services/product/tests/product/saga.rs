@@ -237,3 +237,38 @@ async fn concurrent_orders_never_oversell() {
     }
     s.app.stop().await;
 }
+
+/// The one statement behind a reservation and a restore keeps every stock within
+/// `0..=i32::MAX` and names the first product it refused (the others of that call are moved:
+/// its caller rolls back); a change within bounds moves the stock and records its movement.
+#[tokio::test]
+async fn moving_stock_out_of_its_bounds_is_refused_naming_the_product() {
+    use product_service::repo;
+    let db = TestDb::with_migrations(vec![product_service::MIGRATIONS]).await;
+    let mut conn = db.connect().await;
+    let price = Decimal::from_str("1.00").unwrap();
+    let small = repo::create(&mut conn, "Small", price, 5).await.unwrap().id;
+    let big = repo::create(&mut conn, "Big", price, i32::MAX - 1)
+        .await
+        .unwrap()
+        .id;
+
+    let taken_too_much = repo::move_stock(&mut conn, 40, repo::RESERVE, &[(small, -6)]).await;
+    assert_eq!(taken_too_much.unwrap(), Err(small));
+    let overflowing = repo::move_stock(&mut conn, 41, repo::RESTORE, &[(small, 1), (big, 2)]).await;
+    assert_eq!(overflowing.unwrap(), Err(big));
+    let within = repo::move_stock(&mut conn, 42, repo::RESERVE, &[(small, -6), (big, -3)]).await;
+    assert_eq!(within.unwrap(), Ok(()));
+
+    assert_eq!(
+        repo::find(&mut conn, big).await.unwrap().unwrap().stock,
+        i32::MAX - 4
+    );
+    let emptied =
+        format!("order_id = 42 AND product_id = {small} AND delta = -6 AND stock_after = 0");
+    assert_eq!(movements(&db, &emptied).await, 1);
+    assert_eq!(
+        movements(&db, &format!("product_id = {big} AND order_id = 41")).await,
+        0
+    );
+}
